@@ -1,0 +1,44 @@
+"""wdrank: reproduce "Weight decay induces low-rank attention layers" (Kobayashi et al., NeurIPS 2024).
+
+Entry point of the workflow: loads and validates the configuration, then includes one rule file per
+experiment. All logic lives in the `wdrank` package (src/); rules only name files and call its CLI.
+"""
+
+import os
+import sys
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+# The package lives in src/. This Snakefile imports it, and rules run `python -m wdrank`: make it importable
+# without installation too (inside a conda env of --use-conda, on a cluster node).
+SRC = os.path.join(workflow.basedir, "src")
+sys.path.insert(0, SRC)
+# Quadrupled braces: one level for this f-string, one for Snakemake's formatting of shell commands.
+shell.prefix(
+    f"set -euo pipefail; export PYTHONPATH='{SRC}'${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
+)
+
+from wdrank.config import ConfigError, load_schema, resolve_config
+
+
+configfile: "config.yaml"
+
+
+try:
+    config = resolve_config(
+        config, load_schema(workflow.source_path("workflow/schemas/config.schema.yaml"))
+    )
+except ConfigError as error:
+    sys.exit(f"wdrank: {error}")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/factorized.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        get_final_output(),

@@ -1,0 +1,48 @@
+"""Combine per-run result files into one table (the unit the figures and the committed cache read)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from wdrank.io import atomic_path
+
+RUN_METADATA_KEY = b"wdrank.run"
+
+
+def write_run_table(table: pd.DataFrame, path: str | Path, run_settings: dict[str, Any]) -> None:
+    """Write one run's table as parquet, with the run's resolved settings embedded as JSON metadata."""
+    arrow = pa.Table.from_pandas(table, preserve_index=False)
+    metadata = {**(arrow.schema.metadata or {}), RUN_METADATA_KEY: json.dumps(run_settings).encode()}
+    with atomic_path(path) as tmp:
+        pq.write_table(arrow.replace_schema_metadata(metadata), tmp)
+
+
+def read_run_settings(path: str | Path) -> dict[str, Any]:
+    """The settings a run table was produced with (see `write_run_table`)."""
+    return json.loads(pq.read_schema(path).metadata[RUN_METADATA_KEY])
+
+
+def concat_run_tables(paths: Sequence[str | Path]) -> pd.DataFrame:
+    """Concatenate run tables in the given order; fails naming the file that cannot be read."""
+    if not paths:
+        raise ValueError("no run tables given")
+    frames = []
+    for path in paths:
+        try:
+            frames.append(pd.read_parquet(path))
+        except Exception as error:  # pyarrow raises several types for truncated or foreign files
+            raise ValueError(f"cannot read run table {path}: {error}") from error
+    return pd.concat(frames, ignore_index=True)
+
+
+def write_csv(table: pd.DataFrame, path: str | Path) -> None:
+    """Write a CSV atomically; 10 significant digits (full precision stays in the per-run parquet files)."""
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.10g")

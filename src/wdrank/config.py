@@ -1,0 +1,115 @@
+"""Validate a pipeline configuration against its JSON schema, with errors that name the key at fault.
+
+The schema (workflow/schemas/config.schema.yaml) gives every key a type, a description and a default;
+`resolve_config` fills the defaults, then reports *every* problem at once, each as
+``config key 'factorized.lambdas[0]': ... (allowed: ...)``, before Snakemake schedules any job.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run; the message lists every offending key."""
+
+
+def load_schema(path: str | Path) -> dict[str, Any]:
+    """Read a YAML JSON-schema file."""
+    with open(path, encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
+
+
+def _key_path(parts: Iterable[Any]) -> str:
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "<top level>"
+
+
+def _allowed(schema: dict[str, Any]) -> str:
+    """A short human description of what a schema node accepts."""
+    if "enum" in schema:
+        return "one of " + ", ".join(repr(v) for v in schema["enum"])
+    kind = schema.get("type", "value")
+    bounds = []
+    for key, sign in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="), ("exclusiveMaximum", "<")):
+        if key in schema:
+            bounds.append(f"{sign} {schema[key]}")
+    if kind == "array" and "items" in schema:
+        item = _allowed(schema["items"])
+        size = f" of at least {schema['minItems']}" if "minItems" in schema else ""
+        return f"a list{size} of {item}"
+    text = {"number": "a number", "integer": "an integer", "boolean": "true or false", "string": "a string"}.get(
+        kind, f"a {kind}"
+    )
+    return text + (" " + " and ".join(bounds) if bounds else "")
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    path = list(error.absolute_path)
+    if error.validator == "additionalProperties":
+        known = sorted(error.schema.get("properties", {}))
+        unknown = sorted(set(error.instance) - set(known))
+        return "; ".join(
+            f"config key '{_key_path(path + [name])}' is not known (allowed keys here: {', '.join(known)})"
+            for name in unknown
+        )
+    if error.validator == "required":
+        return f"config key '{_key_path(path)}': {error.message}"
+    description = error.schema.get("description", "")
+    hint = f" — {description}" if description else ""
+    return (
+        f"config key '{_key_path(path)}': got {error.instance!r}, allowed: {_allowed(error.schema)}{hint}"
+    )
+
+
+def fill_defaults(config: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `config` with every missing key that has a schema default filled in, recursively."""
+    filled = copy.deepcopy(config)
+    for name, sub in schema.get("properties", {}).items():
+        if name not in filled and "default" in sub:
+            filled[name] = copy.deepcopy(sub["default"])
+        if isinstance(filled.get(name), dict) and sub.get("type") == "object":
+            filled[name] = fill_defaults(filled[name], sub)
+    return filled
+
+
+def _semantic_errors(config: dict[str, Any]) -> list[str]:
+    """Checks a JSON schema cannot express: values that must refer to other values."""
+    errors = []
+    factorized = config.get("factorized", {})
+    if factorized.get("trajectory_lambda") not in factorized.get("lambdas", []):
+        errors.append(
+            f"config key 'factorized.trajectory_lambda': got {factorized.get('trajectory_lambda')!r}, "
+            f"allowed: one of factorized.lambdas {factorized.get('lambdas')}"
+        )
+    for section, values in (("factorized.lambdas", factorized.get("lambdas", [])),
+                            ("factorized.seeds", factorized.get("seeds", []))):
+        if len(set(values)) != len(values):
+            errors.append(f"config key '{section}': values must be distinct, got {values}")
+    return errors
+
+
+def resolve_config(config: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    """Validate `config`, fill defaults, and return the resolved configuration.
+
+    Raises:
+        ConfigError: listing every problem found, each naming its key and what is allowed.
+    """
+    if not isinstance(config, dict):
+        raise ConfigError(f"the configuration must be a mapping of keys to values, got {type(config).__name__}")
+    resolved = fill_defaults(config, schema)
+    validator = jsonschema.Draft7Validator(schema)
+    errors = [_describe(e) for e in sorted(validator.iter_errors(resolved), key=lambda e: list(e.absolute_path))]
+    if not errors:
+        errors = _semantic_errors(resolved)
+    if errors:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
+    return resolved

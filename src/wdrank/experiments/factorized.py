@@ -1,0 +1,149 @@
+"""Fig. 1: gradient descent on two factor matrices, and how L2 on the factors becomes a nuclear norm.
+
+Objective (paper, Fig. 1 caption), with D = diag(d_1..d_n):
+
+    F(A, B) = ‖A Bᵀ − D‖²_F + λ/2 (‖A‖²_F + ‖B‖²_F)
+
+Predictions checked here (PAPER.md, [derived]):
+- balance: under gradient flow d/dt (AᵀA − BᵀB) = −2λ (AᵀA − BᵀB), so ‖AᵀA − BᵀB‖ ∝ e^{−2λt}, t = η · step;
+  with gradient descent of step η the factor per step is (1 − ηλ)² + O(η²) ≈ e^{−2ηλ};
+- minimiser: the nuclear-norm problem ‖W − D‖² + λ‖W‖_* is solved by soft thresholding, so the singular
+  values of A Bᵀ converge to max(d_i − λ/2, 0).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from wdrank import spectra
+
+
+@dataclass(frozen=True)
+class FactorizedRun:
+    """One gradient-descent run of the Fig. 1 problem: everything it depends on."""
+
+    targets: tuple[float, ...]  # diagonal of D
+    lam: float  # λ in F(A, B) above (the λ/2 ↔ λ‖·‖_* form)
+    seed: int
+    lr: float  # step size η
+    steps: int
+    record_points: int  # about this many log-spaced and as many linearly spaced steps are recorded
+    init_std: float  # entries of A and B start i.i.d. N(0, init_std²)
+
+    def __post_init__(self) -> None:
+        if self.lam < 0:
+            raise ValueError(f"lambda must be >= 0, got {self.lam}")
+        if self.lr <= 0 or self.steps < 1 or self.record_points < 2 or self.init_std <= 0:
+            raise ValueError(f"lr, init_std must be > 0, steps >= 1 and record_points >= 2, got {self}")
+
+
+def recorded_steps(steps: int, points: int) -> np.ndarray:
+    """Steps at which a run is recorded: log-spaced (resolves fast early decay) ∪ linear (even coverage)."""
+    log_spaced = np.geomspace(1, steps, points).round()
+    linear = np.linspace(0, steps, points).round()
+    return np.unique(np.concatenate([[0], log_spaced, linear])).astype(np.int64)
+
+
+def objective_gradients(a: np.ndarray, b: np.ndarray, target: np.ndarray, lam: float) -> tuple[np.ndarray, np.ndarray]:
+    """∇_A F and ∇_B F for F = ‖A Bᵀ − D‖² + λ/2(‖A‖² + ‖B‖²): (2 R B + λA, 2 Rᵀ A + λB), R = A Bᵀ − D."""
+    residual = a @ b.T - target
+    return 2 * residual @ b + lam * a, 2 * residual.T @ a + lam * b
+
+
+def objective(a: np.ndarray, b: np.ndarray, target: np.ndarray, lam: float) -> float:
+    """F(A, B), the loss gradient descent minimises."""
+    return float(np.square(a @ b.T - target).sum() + 0.5 * lam * (np.square(a).sum() + np.square(b).sum()))
+
+
+def predicted_singular_values(targets: tuple[float, ...], lam: float) -> np.ndarray:
+    """Soft thresholding: max(d_i − λ/2, 0), in descending order."""
+    return np.maximum(np.sort(np.asarray(targets, dtype=np.float64))[::-1] - lam / 2, 0.0)
+
+
+def simulate(
+    run: FactorizedRun, rank_thresholds: tuple[float, ...] = spectra.DEFAULT_RANK_THRESHOLDS, progress: bool = False
+) -> pd.DataFrame:
+    """Run gradient descent in float64 and return the long-format record of the run.
+
+    One row per recorded step and singular-value index (1 = largest). Per-step quantities (loss, gap,
+    balance) repeat across the singular-value rows of their step so that the table reads on its own.
+    """
+    rng = np.random.default_rng(run.seed)
+    n = len(run.targets)
+    target = np.diag(np.asarray(run.targets, dtype=np.float64))
+    a = run.init_std * rng.standard_normal((n, n))
+    b = run.init_std * rng.standard_normal((n, n))
+
+    record_at = set(recorded_steps(run.steps, run.record_points).tolist())
+    snapshots_a, snapshots_b, losses = [], [], []
+    for step in tqdm(range(run.steps + 1), desc=f"lambda={run.lam:g} seed={run.seed}", disable=not progress):
+        if step in record_at:
+            if not (np.isfinite(a).all() and np.isfinite(b).all()):
+                raise FloatingPointError(
+                    f"gradient descent diverged before step {step} (lambda={run.lam}, lr={run.lr}): lower `lr`"
+                )
+            snapshots_a.append(a)
+            snapshots_b.append(b)
+            losses.append(objective(a, b, target, run.lam))
+        if step == run.steps:
+            break
+        grad_a, grad_b = objective_gradients(a, b, target, run.lam)
+        a, b = a - run.lr * grad_a, b - run.lr * grad_b
+
+    stats = spectra.summarize(np.stack(snapshots_a), np.stack(snapshots_b), rank_thresholds)
+    return _long_table(run, recorded_steps(run.steps, run.record_points), np.asarray(losses), stats)
+
+
+def _long_table(run: FactorizedRun, steps: np.ndarray, losses: np.ndarray, stats: dict[str, np.ndarray]) -> pd.DataFrame:
+    singular_values = stats["singular_values"]  # (n_records, n)
+    n_records, n = singular_values.shape
+    time = steps * run.lr
+    balance = stats["balance_discrepancy"]
+    per_step = {
+        "lambda": run.lam,
+        "seed": run.seed,
+        "learning_rate": run.lr,
+        "step": steps,
+        "time": time,
+        "loss": losses,
+        "frobenius_side": stats["frobenius_side"],
+        "nuclear_norm": stats["nuclear_norm"],
+        "gap": stats["gap"],
+        "balance_discrepancy": balance,
+        # gradient-flow prediction from the measured start: ‖AᵀA − BᵀB‖(0) · e^{−2λt}
+        "balance_discrepancy_predicted": balance[0] * np.exp(-2 * run.lam * time),
+        "effective_rank": stats["effective_rank"],
+        "stable_rank": stats["stable_rank"],
+        **{name: stats[name] for name in stats if name.startswith("rank_tol_")},
+    }
+    table = pd.DataFrame({key: np.repeat(np.broadcast_to(value, n_records), n) for key, value in per_step.items()})
+    table.insert(5, "sv_index", np.tile(np.arange(1, n + 1), n_records))
+    table.insert(6, "singular_value", singular_values.reshape(-1))
+    table.insert(7, "singular_value_predicted", np.tile(predicted_singular_values(run.targets, run.lam), n_records))
+    return table
+
+
+def fitted_balance_rate(table: pd.DataFrame, floor: float = 1e-9) -> float:
+    """Per-step exponential decay rate of the balance discrepancy, by least squares on its logarithm.
+
+    Uses the steps where the discrepancy is above `floor` times its start (below that it is rounding noise).
+    """
+    per_step = table.drop_duplicates("step")
+    balance = per_step["balance_discrepancy"].to_numpy()
+    keep = balance > floor * balance[0]
+    if keep.sum() < 3:
+        raise ValueError(
+            f"only {keep.sum()} recorded steps lie above the noise floor; record more points early in the run"
+        )
+    slope, _ = np.polyfit(per_step["step"].to_numpy()[keep], np.log(balance[keep]), 1)
+    return -slope
+
+
+def rate_per_step_prediction(lam: float, lr: float) -> float:
+    """2ηλ, the gradient-flow rate per step of size η (first order in η)."""
+    return 2 * lr * lam
+

@@ -1,0 +1,1 @@
+"""Figures of the paper, one module per experiment; `style` holds what they share."""

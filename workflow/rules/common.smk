@@ -1,0 +1,22 @@
+import pandas as pd
+from snakemake.utils import Paramspace
+
+# One environment for every rule; it agrees with pyproject.toml (tests/test_packaging.py).
+WDRANK_ENV = "../../envs/wdrank.yaml"
+
+
+def sweep(**axes):
+    """A Paramspace over the Cartesian product of the given axes (e.g. lam=[...], seed=[...]).
+
+    Adding a value to an axis in the config adds jobs and changes no existing output path.
+    """
+    index = pd.MultiIndex.from_product(list(axes.values()), names=list(axes))
+    return Paramspace(index.to_frame(index=False))
+
+
+def get_final_output():
+    """Every final target (figures and tables) of the enabled experiments; `all` asks for these."""
+    targets = []
+    if config["factorized"]["enabled"]:
+        targets += FACTORIZED_OUTPUTS
+    return targets

@@ -1,0 +1,75 @@
+# Fig. 1: gradient descent on two factor matrices (wdrank.experiments.factorized).
+
+FACTORIZED = config["factorized"]
+FACTORIZED_SPACE = sweep(lam=FACTORIZED["lambdas"], seed=FACTORIZED["seeds"])
+FACTORIZED_TABLE = "results/tables/fig1_factorized_matrices.csv"
+FACTORIZED_FIGURE = "results/figures/fig1_factorized_matrices"
+FACTORIZED_OUTPUTS = [
+    FACTORIZED_TABLE,
+    f"{FACTORIZED_FIGURE}.pdf",
+    f"{FACTORIZED_FIGURE}.png",
+]
+
+
+rule factorized_run:
+    output:
+        f"results/factorized/runs/{FACTORIZED_SPACE.wildcard_pattern}.parquet",
+    log:
+        f"logs/factorized_run/{FACTORIZED_SPACE.wildcard_pattern}.log",
+    benchmark:
+        f"logs/factorized_run/{FACTORIZED_SPACE.wildcard_pattern}.benchmark.tsv"
+    conda:
+        WDRANK_ENV
+    params:
+        targets=" ".join(map(str, FACTORIZED["targets"])),
+        rank_thresholds=" ".join(map(str, config["spectra"]["rank_thresholds"])),
+        lr=FACTORIZED["lr"],
+        steps=FACTORIZED["steps"],
+        record_points=FACTORIZED["record_points"],
+        init_std=FACTORIZED["init_std"],
+    shell:
+        "python -m wdrank factorized-run --lam {wildcards.lam} --seed {wildcards.seed}"
+        " --targets {params.targets} --rank-thresholds {params.rank_thresholds} --lr {params.lr}"
+        " --steps {params.steps} --record-points {params.record_points} --init-std {params.init_std}"
+        " --out {output} > {log} 2>&1"
+
+
+rule factorized_table:
+    input:
+        expand(
+            "results/factorized/runs/{params}.parquet",
+            params=FACTORIZED_SPACE.instance_patterns,
+        ),
+    output:
+        FACTORIZED_TABLE,
+    log:
+        "logs/factorized_table.log",
+    benchmark:
+        "logs/factorized_table.benchmark.tsv"
+    conda:
+        WDRANK_ENV
+    shell:
+        "python -m wdrank concat-tables {input} --out {output} > {log} 2>&1"
+
+
+rule factorized_figure:
+    input:
+        FACTORIZED_TABLE,
+    output:
+        pdf=f"{FACTORIZED_FIGURE}.pdf",
+        png=report(
+            f"{FACTORIZED_FIGURE}.png",
+            caption="../report/fig1_factorized_matrices.rst",
+            category="Fig. 1: factorised matrices",
+        ),
+    log:
+        "logs/factorized_figure.log",
+    benchmark:
+        "logs/factorized_figure.benchmark.tsv"
+    conda:
+        WDRANK_ENV
+    params:
+        trajectory_lambda=FACTORIZED["trajectory_lambda"],
+    shell:
+        "python -m wdrank factorized-figure {input} --trajectory-lambda {params.trajectory_lambda}"
+        " --pdf {output.pdf} --png {output.png} > {log} 2>&1"
