@@ -80,19 +80,25 @@ def simulate(
 
     record_at = set(recorded_steps(run.steps, run.record_points).tolist())
     snapshots_a, snapshots_b, losses = [], [], []
-    for step in tqdm(range(run.steps + 1), desc=f"lambda={run.lam:g} seed={run.seed}", disable=not progress):
-        if step in record_at:
-            if not (np.isfinite(a).all() and np.isfinite(b).all()):
-                raise FloatingPointError(
-                    f"gradient descent diverged before step {step} (lambda={run.lam}, lr={run.lr}): lower `lr`"
-                )
-            snapshots_a.append(a)
-            snapshots_b.append(b)
-            losses.append(objective(a, b, target, run.lam))
-        if step == run.steps:
-            break
-        grad_a, grad_b = objective_gradients(a, b, target, run.lam)
-        a, b = a - run.lr * grad_a, b - run.lr * grad_b
+    progress_bar = tqdm(total=run.steps, desc=f"lambda={run.lam:g} seed={run.seed}", disable=not progress)
+    # Overflow or NaN raises at once, so a diverging run stops at the step it diverges instead of writing garbage.
+    step = 0
+    try:
+        with progress_bar, np.errstate(over="raise", invalid="raise"):
+            for step in range(run.steps + 1):
+                if step in record_at:
+                    snapshots_a.append(a)
+                    snapshots_b.append(b)
+                    losses.append(objective(a, b, target, run.lam))
+                if step == run.steps:
+                    break
+                grad_a, grad_b = objective_gradients(a, b, target, run.lam)
+                a, b = a - run.lr * grad_a, b - run.lr * grad_b
+                progress_bar.update()
+    except FloatingPointError as error:
+        raise FloatingPointError(
+            f"gradient descent diverged at step {step} (lambda={run.lam}, lr={run.lr}): lower `lr`"
+        ) from error
 
     stats = spectra.summarize(np.stack(snapshots_a), np.stack(snapshots_b), rank_thresholds)
     return _long_table(run, recorded_steps(run.steps, run.record_points), np.asarray(losses), stats)

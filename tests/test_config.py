@@ -1,0 +1,58 @@
+"""Bad configurations are refused with every offending key named, before anything runs."""
+
+import pytest
+
+from wdrank.config import ConfigError, resolve_config
+
+
+def walk_properties(node, path=""):
+    for name, sub in node.get("properties", {}).items():
+        yield f"{path}{name}", sub
+        yield from walk_properties(sub, f"{path}{name}.")
+
+
+def test_every_schema_key_has_description_and_default(schema):
+    for key, sub in walk_properties(schema):
+        assert sub.get("description"), f"schema key {key} has no description"
+        assert "default" in sub, f"schema key {key} has no default"
+
+
+def test_schema_defaults_are_themselves_valid(schema):
+    resolved = resolve_config({}, schema)
+    assert resolved["factorized"]["targets"] == [0.2, 0.4, 0.6, 0.8, 1.0]
+
+
+def test_default_config_file_is_valid(default_config):
+    assert 0.4 in default_config["factorized"]["lambdas"]
+
+
+@pytest.mark.parametrize(
+    "config, expected",
+    [
+        ({"factorized": {"lambdas": [0.1, -0.5]}}, r"config key 'factorized\.lambdas\[1\]': got -0\.5, allowed: a number >= 0"),
+        ({"factorized": {"lambdass": [0.1]}}, r"config key 'factorized\.lambdass' is not known \(allowed keys here: .*lambdas"),
+        ({"factorised": {}}, r"config key 'factorised' is not known \(allowed keys here: factorized, spectra"),
+        ({"factorized": {"steps": "many"}}, r"config key 'factorized\.steps': got 'many', allowed: an integer >= 1"),
+        ({"factorized": {"steps": 10.5}}, r"'factorized\.steps': got 10\.5, allowed: an integer"),
+        ({"factorized": {"enabled": "yes"}}, r"'factorized\.enabled': got 'yes', allowed: true or false"),
+        ({"spectra": {"rank_thresholds": [0.01, 2]}}, r"'spectra\.rank_thresholds\[1\]': got 2, allowed: a number > 0 and < 1"),
+        ({"factorized": {"lambdas": []}}, r"'factorized\.lambdas': got \[\], allowed: a list of at least 1"),
+        ({"factorized": {"trajectory_lambda": 0.3}}, r"'factorized\.trajectory_lambda': got 0\.3, allowed: one of factorized\.lambdas"),
+        ({"factorized": {"seeds": [0, 0]}}, r"'factorized\.seeds': values must be distinct"),
+    ],
+)
+def test_bad_values_name_the_key_and_what_is_allowed(schema, config, expected):
+    with pytest.raises(ConfigError, match=expected):
+        resolve_config(config, schema)
+
+
+def test_all_errors_are_reported_at_once(schema):
+    with pytest.raises(ConfigError) as caught:
+        resolve_config({"factorized": {"lr": -1, "init_std": 0, "bogus": 1}}, schema)
+    message = str(caught.value)
+    assert "factorized.lr" in message and "factorized.init_std" in message and "factorized.bogus" in message
+
+
+def test_non_mapping_config_is_refused(schema):
+    with pytest.raises(ConfigError, match="mapping"):
+        resolve_config(["not", "a", "mapping"], schema)

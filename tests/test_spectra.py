@@ -1,0 +1,111 @@
+"""The factored spectral core against dense SVD of the formed product, and the metrics' closed forms."""
+
+import numpy as np
+import pytest
+
+from wdrank import spectra
+
+
+def dense_reference(a, b):
+    return spectra.dense_product_singular_values(a, b)
+
+
+@pytest.mark.parametrize("shape", [(7, 3), (5, 5), (3, 6), (4, 16, 4), (2, 3, 20, 8)])
+def test_random_factors_match_dense_svd(shape):
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal(shape), rng.standard_normal(shape)
+    np.testing.assert_allclose(spectra.product_singular_values(a, b), dense_reference(a, b), rtol=1e-12, atol=1e-12)
+
+
+def test_exactly_low_rank_product_has_zero_tail():
+    rng = np.random.default_rng(1)
+    d, r, true_rank = 32, 8, 3
+    # A = U X, B = V Y with inner dimension 3: rank(A Bᵀ) = 3 although the factors are d x 8.
+    a = rng.standard_normal((d, true_rank)) @ rng.standard_normal((true_rank, r))
+    b = rng.standard_normal((d, r))
+    sv = spectra.product_singular_values(a, b)
+    np.testing.assert_allclose(sv, dense_reference(a, b), atol=1e-10 * sv[0])
+    assert np.all(sv[true_rank:] < 1e-12 * sv[0])
+    assert spectra.numerical_rank(sv, 1e-6) == true_rank
+
+
+def test_zero_factors_give_zero_everything():
+    a = np.zeros((6, 3))
+    stats = spectra.summarize(a, a)
+    for name in ("nuclear_norm", "frobenius_side", "gap", "balance_discrepancy", "effective_rank", "stable_rank"):
+        assert stats[name] == 0, name
+    assert stats["rank_tol_0.01"] == 0 and stats["rank_tol_0.001"] == 0
+
+
+@pytest.mark.parametrize("scale", [1e-150, 1e-8, 1e8, 1e150])
+def test_badly_scaled_factors(scale):
+    """One factor huge, the other tiny (the product is O(1)); and both tiny or huge."""
+    rng = np.random.default_rng(2)
+    a, b = rng.standard_normal((2, 24, 6))
+    reference = dense_reference(a, b)
+    np.testing.assert_allclose(spectra.product_singular_values(a * scale, b / scale), reference, rtol=1e-10)
+    if 1e-8 <= scale <= 1e8:  # the dense product itself stays representable
+        np.testing.assert_allclose(
+            spectra.product_singular_values(a * scale, b * scale), reference * scale**2, rtol=1e-10
+        )
+
+
+def test_ill_conditioned_spectrum_keeps_small_singular_values():
+    """Singular values spanning 12 decades are all recovered in float64."""
+    rng = np.random.default_rng(3)
+    d, r = 40, 6
+    u, _ = np.linalg.qr(rng.standard_normal((d, r)))
+    v, _ = np.linalg.qr(rng.standard_normal((d, r)))
+    sigma = np.logspace(0, -12, r)
+    sv = spectra.product_singular_values(u * sigma, v)
+    np.testing.assert_allclose(sv, sigma, rtol=1e-6)
+
+
+def test_rank_metrics_closed_forms():
+    flat = np.array([[2.0, 2.0, 2.0, 2.0]])
+    assert spectra.effective_rank(flat)[0] == pytest.approx(4)
+    assert spectra.stable_rank(flat)[0] == pytest.approx(4)
+    spiky = np.array([[3.0, 1.0, 0.0]])
+    p = np.array([0.75, 0.25])
+    assert spectra.effective_rank(spiky)[0] == pytest.approx(np.exp(-(p * np.log(p)).sum()))
+    assert spectra.stable_rank(spiky)[0] == pytest.approx(10 / 9)
+    assert spectra.numerical_rank(np.array([1.0, 0.02, 0.005, 0.0]), 1e-2) == 2
+    assert spectra.numerical_rank(np.array([1.0, 0.02, 0.005, 0.0]), 1e-3) == 3
+    with pytest.raises(ValueError, match="threshold"):
+        spectra.numerical_rank(flat, 1.5)
+
+
+def test_gap_is_nonnegative_and_vanishes_exactly_for_balanced_factors():
+    rng = np.random.default_rng(4)
+    a, b = rng.standard_normal((2, 50, 16, 4))
+    stats = spectra.summarize(a, b)
+    assert np.all(stats["gap"] >= -1e-12)
+    # Balanced factors of any W = U S Vᵀ: A = U S^½ Q, B = V S^½ Q for orthogonal Q.
+    u, s, vt = np.linalg.svd(a[0] @ b[0].T)
+    q, _ = np.linalg.qr(rng.standard_normal((4, 4)))
+    balanced_a, balanced_b = u[:, :4] * np.sqrt(s[:4]) @ q, vt[:4].T * np.sqrt(s[:4]) @ q
+    balanced = spectra.summarize(balanced_a, balanced_b)
+    assert balanced["balance_discrepancy"] == pytest.approx(0, abs=1e-10)
+    assert balanced["gap"] == pytest.approx(0, abs=1e-10)
+    assert balanced["nuclear_norm"] == pytest.approx(s.sum())
+
+
+def test_balance_discrepancy_matches_definition():
+    rng = np.random.default_rng(5)
+    a, b = rng.standard_normal((2, 9, 3))
+    expected = np.linalg.norm(a.T @ a - b.T @ b, "fro")
+    assert spectra.balance_discrepancy(a, b) == pytest.approx(expected)
+    assert spectra.frobenius_side(a, b) == pytest.approx(0.5 * (np.sum(a**2) + np.sum(b**2)))
+
+
+def test_accepts_torch_tensors():
+    torch = pytest.importorskip("torch")
+    a, b = torch.randn(3, 10, 4, generator=torch.Generator().manual_seed(0)).double(), torch.ones(3, 10, 4).double()
+    np.testing.assert_allclose(spectra.product_singular_values(a, b), dense_reference(a.numpy(), b.numpy()), atol=1e-12)
+
+
+def test_mismatched_shapes_name_both_shapes():
+    with pytest.raises(ValueError, match=r"\(4, 2\) and \(4, 3\)"):
+        spectra.product_singular_values(np.ones((4, 2)), np.ones((4, 3)))
+    with pytest.raises(ValueError, match="matrices"):
+        spectra.product_singular_values(np.ones(4), np.ones(4))

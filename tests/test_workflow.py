@@ -1,0 +1,109 @@
+"""The real `snakemake` on a tiny config in a temporary directory, plus lint and formatting of the workflow."""
+
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO
+
+TINY = {"factorized": {"lambdas": [0.0, 0.4], "seeds": [0], "steps": 3000, "record_points": 20}}
+
+
+def snakemake(workdir, *args, config=None):
+    """Run the repository's workflow in `workdir`; returns the completed process (never raises)."""
+    if config is not None:
+        (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
+               str(workdir), "--configfile", str(workdir / "tiny.yaml"), "--cores", "2", *args]
+    return subprocess.run(command, capture_output=True, text=True, cwd=workdir, timeout=600)
+
+
+def job_counts(dry_run_output):
+    """{rule: number of jobs} from the 'Job stats' table of a dry run."""
+    lines = dry_run_output.split("Job stats:")[1].splitlines()
+    counts = {}
+    for line in lines[3:]:
+        parts = line.split()
+        if len(parts) != 2 or parts[0] == "total":
+            break
+        counts[parts[0]] = int(parts[1])
+    return counts
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("tiny")
+    result = snakemake(workdir, config=TINY)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir
+
+
+@pytest.mark.e2e
+def test_tiny_run_produces_sane_figure_and_table(tiny_run):
+    table = pd.read_csv(tiny_run / "results/tables/fig1_factorized_matrices.csv")
+    assert sorted(table["lambda"].unique()) == [0.0, 0.4] and list(table["seed"].unique()) == [0]
+    final = table[table["step"] == 3000]
+    # t = 150: converged to soft thresholding except the σ that dies exactly at λ = 2 d_i (decays like 1/4t)
+    np.testing.assert_allclose(final["singular_value"], final["singular_value_predicted"], atol=5e-3)
+    decayed = table[(table["lambda"] == 0.4)].drop_duplicates("step")["balance_discrepancy"]
+    assert decayed.iloc[-1] < 1e-10 * decayed.iloc[0]
+    for suffix, magic in ((".png", b"\x89PNG"), (".pdf", b"%PDF")):
+        figure = tiny_run / f"results/figures/fig1_factorized_matrices{suffix}"
+        assert figure.read_bytes()[:4] == magic and figure.stat().st_size > 20_000
+    assert (tiny_run / "logs/factorized_run/lam~0.4/seed~0.log").exists()
+    assert (tiny_run / "logs/factorized_run/lam~0.4/seed~0.benchmark.tsv").exists()
+
+
+@pytest.mark.e2e
+def test_adding_a_lambda_runs_only_what_depends_on_it(tiny_run):
+    old_run = tiny_run / "results/factorized/runs/lam~0.4/seed~0.parquet"
+    old_mtime = old_run.stat().st_mtime_ns
+    grown = {"factorized": {**TINY["factorized"], "lambdas": [0.0, 0.4, 1.0]}}
+
+    dry = snakemake(tiny_run, "-n", config=grown)
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    assert job_counts(dry.stdout) == {"factorized_run": 1, "factorized_table": 1, "factorized_figure": 1, "all": 1}
+
+    time.sleep(1)  # mtime resolution
+    result = snakemake(tiny_run, config=grown)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert old_run.stat().st_mtime_ns == old_mtime
+    table = pd.read_csv(tiny_run / "results/tables/fig1_factorized_matrices.csv")
+    assert sorted(table["lambda"].unique()) == [0.0, 0.4, 1.0]
+    nothing_left = snakemake(tiny_run, "-n", config=grown)
+    assert "Nothing to be done" in nothing_left.stdout + nothing_left.stderr
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    "bad, key",
+    [
+        ({"factorized": {"lambdas": [-0.1, 0.4]}}, "factorized.lambdas[0]"),
+        ({"factorized": {"lamdbas": [0.4]}}, "factorized.lamdbas"),
+        ({"factorized": {"steps": "ten"}}, "factorized.steps"),
+    ],
+)
+def test_bad_config_stops_before_any_job(tmp_path, bad, key):
+    result = snakemake(tmp_path, config=bad)
+    assert result.returncode != 0
+    assert f"config key '{key}'" in result.stderr
+    assert "allowed" in result.stderr
+    assert sorted(os.listdir(tmp_path)) in (["tiny.yaml"], [".snakemake", "tiny.yaml"])
+    assert not (tmp_path / "results").exists() and not (tmp_path / "logs").exists()
+
+
+def test_lint_is_clean():
+    result = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_snakefiles_are_snakefmt_formatted():
+    files = [str(REPO / "Snakefile"), *map(str, sorted((REPO / "workflow" / "rules").glob("*.smk")))]
+    result = subprocess.run(["snakefmt", "--check", *files], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
