@@ -4,6 +4,7 @@ Entry point of the workflow: loads and validates the configuration, then include
 experiment. All logic lives in the `wdrank` package (src/); rules only name files and call its CLI.
 """
 
+import json
 import os
 import sys
 
@@ -36,6 +37,13 @@ except ConfigError as error:
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/factorized.smk"
+include: "workflow/rules/lm.smk"
+
+
+# Rules that need the network (package index) or take no time run on the submitting host, never on a cluster node.
+localrules:
+    all,
+    lm_corpus,
 
 
 rule all:

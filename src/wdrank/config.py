@@ -94,6 +94,29 @@ def _semantic_errors(config: dict[str, Any]) -> list[str]:
                             ("factorized.seeds", factorized.get("seeds", []))):
         if len(set(values)) != len(values):
             errors.append(f"config key '{section}': values must be distinct, got {values}")
+    lm = config.get("language_model", {})
+    model, sweep, figures = lm.get("model", {}), lm.get("sweep", {}), lm.get("figures", {})
+    if model.get("n_embd", 1) % model.get("n_head", 1):
+        errors.append(f"config key 'language_model.model.n_embd': got {model['n_embd']}, allowed: a multiple of "
+                      f"language_model.model.n_head ({model['n_head']})")
+    if model.get("n_kv_head") and model.get("n_head", 1) % model["n_kv_head"]:
+        errors.append(f"config key 'language_model.model.n_kv_head': got {model['n_kv_head']}, allowed: a divisor "
+                      f"of language_model.model.n_head ({model['n_head']})")
+    if figures.get("layer") is not None and figures["layer"] >= model.get("n_layer", 1):
+        errors.append(f"config key 'language_model.figures.layer': got {figures['layer']}, allowed: 0 .. "
+                      f"{model['n_layer'] - 1} (language_model.model.n_layer - 1)")
+    if figures.get("wd_mlp") is not None and figures["wd_mlp"] not in sweep.get("wd_mlp", []):
+        errors.append(f"config key 'language_model.figures.wd_mlp': got {figures['wd_mlp']}, allowed: one of "
+                      f"language_model.sweep.wd_mlp {sweep.get('wd_mlp')}")
+    data = lm.get("data", {})
+    if lm.get("enabled") and data.get("source") == "datasets" and not data.get("dataset_path"):
+        errors.append("config key 'language_model.data.dataset_path': required when data.source is 'datasets'")
+    if lm.get("enabled") and data.get("source") == "text_files" and not data.get("text_files"):
+        errors.append("config key 'language_model.data.text_files': required when data.source is 'text_files'")
+    for key in ("wd_attn", "wd_mlp", "seeds"):
+        values = sweep.get(key, [])
+        if len(set(values)) != len(values):
+            errors.append(f"config key 'language_model.sweep.{key}': values must be distinct, got {values}")
     return errors
 
 

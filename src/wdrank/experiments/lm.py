@@ -1,0 +1,169 @@
+"""Language models (paper Fig. 3 left, appendix layers, Table 1): AdamW with separate λ_SA and λ_MLP.
+
+One run = one (λ_SA, λ_MLP, seed): train a GPT-2 (or LLaMA) architecture from scratch on token ids, checkpoint
+at configured steps, report test perplexity (exp of the mean token NLL over the whole test split) and, from
+the checkpoints, the spectra of W_Q W_Kᵀ and W_V W_O per head.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from wdrank.checkpoint import checkpoint_step, list_checkpoints, load_weights
+from wdrank.data.text import load_tokens
+from wdrank.heads import attention_factors, factor_spectra_table
+from wdrank.io import atomic_path
+from wdrank.models.lm import LMShape, build_lm
+from wdrank.optim import WeightDecays, build_optimizer
+from wdrank.train import Schedule, train
+
+
+@dataclass(frozen=True)
+class LMTraining:
+    """Optimisation settings of one run (config section `language_model.train`)."""
+
+    steps: int
+    batch_size: int
+    lr: float
+    warmup_steps: int
+    min_lr_ratio: float
+    beta1: float
+    beta2: float
+    eps: float
+    grad_clip: float
+    wd_other: float
+    eval_every: int
+    eval_batches: int
+    checkpoint_every: int
+
+
+class LMTask:
+    """Next-token prediction on random windows; batch `step` is a pure function of (seed, step)."""
+
+    def __init__(self, train_tokens: np.ndarray, validation_tokens: np.ndarray, context: int, batch_size: int,
+                 seed: int, eval_batches: int):
+        for name, tokens in (("train", train_tokens), ("validation", validation_tokens)):
+            if len(tokens) <= context:
+                raise ValueError(f"the {name} split has {len(tokens)} tokens, fewer than one context of {context}")
+        self.train_tokens, self.validation_tokens = train_tokens, validation_tokens
+        self.context, self.batch_size, self.seed = context, batch_size, seed
+        n_windows = min(eval_batches * batch_size, len(validation_tokens) // context)
+        self.validation_starts = np.linspace(0, len(validation_tokens) - context, n_windows).astype(np.int64)
+
+    def _windows(self, tokens: np.ndarray, starts: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.stack([tokens[s:s + self.context] for s in starts]).astype(np.int64))  # (B, T)
+
+    def batch(self, step: int) -> torch.Tensor:
+        rng = np.random.default_rng((self.seed, step))
+        return self._windows(self.train_tokens, rng.integers(0, len(self.train_tokens) - self.context + 1,
+                                                             self.batch_size))
+
+    def loss(self, model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+        return model(input_ids=batch, labels=batch).loss
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        losses = [self.loss(model, self._windows(self.validation_tokens, starts)).item()
+                  for starts in np.array_split(self.validation_starts, max(1, len(self.validation_starts) // self.batch_size))]
+        return {"validation_loss": float(np.mean(losses))}
+
+
+@torch.no_grad()
+def mean_token_nll(model: nn.Module, tokens: np.ndarray, context: int, batch_size: int) -> tuple[float, int]:
+    """Mean next-token NLL over a whole split, in non-overlapping windows of `context` tokens (each window's first
+    token is context only); deterministic. Returns (mean NLL in nats, number of predicted tokens)."""
+    model.eval()
+    total, count = 0.0, 0
+    starts = np.arange(0, len(tokens) - 1, context)
+    for chunk in np.array_split(starts, max(1, -(-len(starts) // batch_size))):
+        windows = [np.asarray(tokens[s:s + context], dtype=np.int64) for s in chunk]
+        for length in sorted({len(w) for w in windows}):  # the last window may be shorter
+            batch = torch.from_numpy(np.stack([w for w in windows if len(w) == length]))
+            logits = model(input_ids=batch).logits[:, :-1].double()
+            total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1),
+                                     reduction="sum").item()
+            count += batch[:, 1:].numel()
+    return total / count, count
+
+
+def run_lm(data_dir: str | Path, shape: LMShape, training: LMTraining, decays: WeightDecays, seed: int,
+           run_dir: str | Path, checkpoint_dir: str | Path, progress: bool = True) -> dict:
+    """Train one run (resuming if checkpoints exist), evaluate on the test split, write summary.json."""
+    data_dir, run_dir = Path(data_dir), Path(run_dir)
+    vocab_size = json.loads((data_dir / "manifest.json").read_text())["vocab_size"]
+    if vocab_size != shape.vocab_size:
+        raise ValueError(f"model vocab_size {shape.vocab_size} differs from the tokenizer's {vocab_size} in {data_dir}")
+    tokens = {split: load_tokens(data_dir / f"{split}.bin", vocab_size) for split in ("train", "validation", "test")}
+    model = build_lm(shape, seed)
+    optimizer = build_optimizer(model, decays, training.lr, (training.beta1, training.beta2), training.eps)
+    every = training.checkpoint_every
+    schedule = Schedule(
+        steps=training.steps, warmup_steps=training.warmup_steps, min_lr_ratio=training.min_lr_ratio,
+        grad_clip=training.grad_clip, eval_every=training.eval_every,
+        checkpoint_steps=tuple(range(0, training.steps + 1, every)) if every else (0,),
+    )
+    task = LMTask(tokens["train"], tokens["validation"], shape.context, training.batch_size, seed,
+                  training.eval_batches)
+    started = time.perf_counter()
+    evaluation = train(model, optimizer, task, schedule, checkpoint_dir, run_dir / "metrics.jsonl", progress)
+    seconds = time.perf_counter() - started
+    test_nll, test_tokens = mean_token_nll(model, tokens["test"], shape.context, training.batch_size)
+    summary = {
+        "wd_attn": decays.attention, "wd_mlp": decays.mlp, "wd_other": decays.other, "seed": seed,
+        "model": asdict(shape), "training": asdict(training),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        **evaluation,
+        "test_loss": test_nll, "test_perplexity": float(np.exp(test_nll)), "test_tokens": test_tokens,
+        "train_seconds_this_session": seconds,
+        "checkpoints": [str(p) for p in list_checkpoints(checkpoint_dir)],
+    }
+    with atomic_path(run_dir / "summary.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def checkpoint_spectra(checkpoints: list[str | Path], rank_thresholds: tuple[float, ...]) -> pd.DataFrame:
+    """Per-head spectra of every checkpoint: one row per (step, layer, head, product)."""
+    frames = []
+    for path in checkpoints:
+        config = json.loads((Path(path) / "config.json").read_text())
+        table = factor_spectra_table(attention_factors(load_weights(path), config), rank_thresholds)
+        table.insert(0, "step", checkpoint_step(path))
+        frames.append(table)
+    return pd.concat(frames, ignore_index=True)
+
+
+def settings_from_config(section: dict) -> tuple[LMShape, LMTraining]:
+    """The typed model shape and training settings of a resolved `language_model` config section."""
+    model = section["model"]
+    shape = LMShape(architecture=model["architecture"], n_layer=model["n_layer"], n_embd=model["n_embd"],
+                    n_head=model["n_head"], context=model["context"], vocab_size=section["data"]["vocab_size"],
+                    n_kv_head=model["n_kv_head"])
+    return shape, LMTraining(**section["train"])
+
+
+def documents_for_config(data: dict, corpus_dir: str | Path | None) -> list:
+    """The documents a `language_model.data` section names (the Shakespeare corpus comes pre-fetched)."""
+    from glob import glob
+
+    from wdrank.data.text import documents_from_datasets, documents_from_files
+
+    if data["source"] == "shakespeare":
+        return documents_from_files(sorted(Path(corpus_dir).glob("*_gut.txt")), suffix_to_strip="_gut.txt")
+    if data["source"] == "text_files":
+        files = sorted({f for pattern in data["text_files"] for f in glob(pattern)})
+        if not files:
+            raise ValueError(f"language_model.data.text_files {data['text_files']} match no file")
+        return list(documents_from_datasets("text", None, "train", "text", data["max_documents"],
+                                            data_files=files, sample_by="document"))
+    return list(documents_from_datasets(data["dataset_path"], data["dataset_name"], data["dataset_split"],
+                                        data["text_field"], data["max_documents"]))

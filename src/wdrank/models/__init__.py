@@ -1,0 +1,1 @@
+"""Model builders (transformers for language models; timm and toy models arrive with their experiments)."""

@@ -1,0 +1,65 @@
+"""Parameter groups by role, each with its own weight decay (Table 1 varies λ_SA and λ_MLP separately).
+
+The rule, stated once: a 2-D weight inside an attention block is `attention`, a 2-D weight inside an MLP
+block is `mlp`, and everything else (embeddings, norms, biases, the output head) is `other`. Every parameter
+lands in exactly one group (asserted).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+ROLES = ("attention", "mlp", "other")
+# Module-path fragments of attention and MLP blocks in GPT-2 / LLaMA / BERT (transformers), timm ViT and our toys.
+ATTENTION_PATTERN = re.compile(r"(^|\.)(attn|self_attn|attention)\.")
+MLP_PATTERN = re.compile(r"(^|\.)(mlp|feed_forward|intermediate|output\.dense)\.?")
+
+
+@dataclass(frozen=True)
+class WeightDecays:
+    attention: float  # λ_SA
+    mlp: float  # λ_MLP
+    other: float = 0.0
+
+    def __post_init__(self) -> None:
+        for role in ROLES:
+            if getattr(self, role) < 0:
+                raise ValueError(f"weight decay of the {role} group must be >= 0, got {getattr(self, role)}")
+
+
+def parameter_role(name: str, parameter: nn.Parameter) -> str:
+    """'attention', 'mlp' or 'other' for a named parameter (see the module docstring)."""
+    if parameter.ndim == 2 and ATTENTION_PATTERN.search(name):
+        return "attention"
+    if parameter.ndim == 2 and MLP_PATTERN.search(name):
+        return "mlp"
+    return "other"
+
+
+def parameter_groups(model: nn.Module, decays: WeightDecays) -> list[dict]:
+    """Optimizer parameter groups, one per role, each tagged with its `role` and `weight_decay`."""
+    by_role: dict[str, list[nn.Parameter]] = {role: [] for role in ROLES}
+    names: dict[str, list[str]] = {role: [] for role in ROLES}
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            role = parameter_role(name, parameter)
+            by_role[role].append(parameter)
+            names[role].append(name)
+    grouped = [id(p) for params in by_role.values() for p in params]
+    trainable = [id(p) for p in model.parameters() if p.requires_grad]
+    assert sorted(grouped) == sorted(trainable) and len(set(grouped)) == len(grouped), \
+        "every trainable parameter must be in exactly one group"
+    return [{"params": by_role[role], "param_names": names[role], "role": role,
+             "weight_decay": getattr(decays, role)} for role in ROLES if by_role[role]]
+
+
+def build_optimizer(model: nn.Module, decays: WeightDecays, lr: float, betas: tuple[float, float], eps: float,
+                    decoupled: bool = True) -> torch.optim.Optimizer:
+    """AdamW (decoupled decay, the paper's setting) or Adam with the decay as an L2 term in the gradient."""
+    groups = parameter_groups(model, decays)
+    optimizer_class = torch.optim.AdamW if decoupled else torch.optim.Adam
+    return optimizer_class(groups, lr=lr, betas=betas, eps=eps, foreach=False)

@@ -1,0 +1,82 @@
+"""Rank of attention products against weight decay and training step (LM Fig. 3 left and appendix; reused by
+other experiments). Input: a head-spectra table with one row per (run, step, layer, head, product)."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+from wdrank.plots.style import apply_theme
+
+PRODUCT_LABELS = {"QK": r"$W_Q W_K^\top$", "OV": r"$W_V W_O$"}
+
+
+def metric_label(metric: str) -> str:
+    if metric.startswith("rank_tol_"):
+        return rf"rank ($\sigma_i > {metric.removeprefix('rank_tol_')}\,\sigma_{{max}}$)"
+    return metric.replace("_", " ")
+
+
+def rank_per_head(spectra: pd.DataFrame, wd_column: str, metrics: list[str], title: str) -> plt.Figure:
+    """Rows = rank metrics, columns = QK / OV; per-head points (all seeds) and their mean against weight decay."""
+    apply_theme()
+    fig, axes = plt.subplots(len(metrics), 2, figsize=(10, 3.6 * len(metrics)), squeeze=False, sharex=True)
+    order = sorted(spectra[wd_column].unique())
+    for row, metric in enumerate(metrics):
+        for col, product in enumerate(("QK", "OV")):
+            ax = axes[row, col]
+            data = spectra[spectra["product"] == product]
+            sns.stripplot(data=data, x=wd_column, y=metric, order=order, hue="head", palette="tab10", dodge=False,
+                          jitter=0.25, alpha=0.7, size=4, ax=ax, legend=(row == 0 and col == 1))
+            sns.pointplot(data=data, x=wd_column, y=metric, order=order, color="black", errorbar=None,
+                          markers="D", linestyles="-", ax=ax)
+            ax.set_ylim(bottom=0)
+            ax.set_title(PRODUCT_LABELS[product])
+            ax.set_xlabel(r"attention weight decay $\lambda_{SA}$")
+            ax.set_ylabel(metric_label(metric))
+    if axes[0, 1].get_legend():
+        sns.move_legend(axes[0, 1], "upper right", title="head (mean: ◆)", fontsize="small", ncols=2)
+    fig.suptitle(title)
+    return fig
+
+
+def rank_all_layers(spectra: pd.DataFrame, wd_column: str, metric: str, title: str) -> plt.Figure:
+    """Mean rank over heads and seeds against weight decay, one line per layer; columns QK / OV."""
+    apply_theme()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    for ax, product in zip(axes, ("QK", "OV")):
+        data = spectra[spectra["product"] == product]
+        sns.lineplot(data=data, x=wd_column, y=metric, hue="layer", palette="viridis", marker="o",
+                     errorbar=("sd"), ax=ax, legend=product == "OV")
+        values = sorted(data[wd_column].unique())
+        if len(values) > 1 and values[0] == 0:  # symlog keeps λ = 0 on a log-like axis
+            ax.set_xscale("symlog", linthresh=values[1])
+        elif len(values) > 1:
+            ax.set_xscale("log")
+        ax.set_xticks(values, [f"{v:g}" for v in values])
+        ax.minorticks_off()
+        ax.set_ylim(bottom=0)
+        ax.set_title(PRODUCT_LABELS[product])
+        ax.set_xlabel(r"attention weight decay $\lambda_{SA}$")
+        ax.set_ylabel(metric_label(metric) + ", mean over heads")
+    fig.suptitle(title)
+    return fig
+
+
+def rank_over_steps(spectra: pd.DataFrame, wd_column: str, metric: str, title: str) -> plt.Figure:
+    """Mean rank over heads, layers and seeds against training step, one line per weight decay."""
+    apply_theme()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    for ax, product in zip(axes, ("QK", "OV")):
+        data = spectra[spectra["product"] == product]
+        sns.lineplot(data=data, x="step", y=metric, hue=wd_column, palette="flare", marker="o", errorbar=None,
+                     ax=ax, legend=product == "OV")
+        ax.set_ylim(bottom=0)
+        ax.set_title(PRODUCT_LABELS[product])
+        ax.set_xlabel("training step")
+        ax.set_ylabel(metric_label(metric) + ", mean")
+    if axes[1].get_legend():
+        axes[1].get_legend().set_title(r"$\lambda_{SA}$")
+    fig.suptitle(title)
+    return fig

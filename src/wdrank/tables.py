@@ -1,0 +1,48 @@
+"""Paper-ready tables: Table 1 (test perplexity over the λ_SA x λ_MLP grid) as CSV, Markdown and LaTeX."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from wdrank.io import atomic_path
+
+
+def perplexity_grid(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean, std and number of seeds of test perplexity per (wd_attn, wd_mlp); `best` marks the lowest mean."""
+    grid = (runs.groupby(["wd_attn", "wd_mlp"])["test_perplexity"]
+            .agg(mean="mean", std="std", n_seeds="count").reset_index())
+    grid["std"] = grid["std"].fillna(0.0)  # one seed: no spread
+    grid["best"] = grid["mean"] == grid["mean"].min()
+    return grid
+
+
+def _cells(grid: pd.DataFrame, bold: tuple[str, str]) -> pd.DataFrame:
+    text = grid.apply(lambda r: f"{r['mean']:.2f} ± {r['std']:.2f} (n={r['n_seeds']})", axis=1)
+    text = text.where(~grid["best"], bold[0] + text + bold[1])
+    return grid.assign(cell=text).pivot(index="wd_attn", columns="wd_mlp", values="cell")
+
+
+def write_perplexity_tables(runs: pd.DataFrame, prefix: str | Path) -> None:
+    """`<prefix>.csv` (long), `.md` and `.tex` (rows λ_SA, columns λ_MLP, best cell in bold)."""
+    grid = perplexity_grid(runs)
+    with atomic_path(f"{prefix}.csv") as tmp:
+        grid.to_csv(tmp, index=False, float_format="%.6g")
+
+    markdown = _cells(grid, ("**", "**"))
+    header = "| λ_SA \\ λ_MLP | " + " | ".join(f"{c:g}" for c in markdown.columns) + " |"
+    lines = [header, "|" + "---|" * (len(markdown.columns) + 1)]
+    lines += [f"| {i:g} | " + " | ".join(row) + " |" for i, row in zip(markdown.index, markdown.values)]
+    caption = "Test perplexity (mean ± std over seeds, n seeds); best cell in bold."
+    with atomic_path(f"{prefix}.md") as tmp:
+        tmp.write_text(caption + "\n\n" + "\n".join(lines) + "\n")
+
+    latex = _cells(grid, (r"\textbf{", "}")).map(lambda c: c.replace("±", r"$\pm$"))
+    body = [r"\begin{tabular}{l" + "c" * len(latex.columns) + "}", r"\toprule",
+            r"$\lambda_{SA}$ \textbackslash{} $\lambda_{MLP}$ & " + " & ".join(f"{c:g}" for c in latex.columns)
+            + r" \\", r"\midrule"]
+    body += [f"{i:g} & " + " & ".join(row) + r" \\" for i, row in zip(latex.index, latex.values)]
+    body += [r"\bottomrule", r"\end{tabular}"]
+    with atomic_path(f"{prefix}.tex") as tmp:
+        tmp.write_text("% " + caption + " Requires \\usepackage{booktabs}.\n" + "\n".join(body) + "\n")

@@ -1,0 +1,140 @@
+"""Optimiser groups, schedule, checkpoints, and exact resume of a training run killed with SIGKILL."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from wdrank.checkpoint import CheckpointError, load_weights, save_checkpoint
+from wdrank.data.text import Document, prepare_corpus
+from wdrank.models.lm import LMShape, build_lm
+from wdrank.optim import WeightDecays, build_optimizer, parameter_groups
+from wdrank.train import Schedule
+
+
+@pytest.mark.parametrize("architecture", ["gpt2", "llama"])
+def test_every_parameter_in_exactly_one_group_with_the_right_role(architecture):
+    model = build_lm(LMShape(architecture, 2, 16, 2, 8, 50), seed=0)
+    groups = {g["role"]: g for g in parameter_groups(model, WeightDecays(attention=1.0, mlp=0.1))}
+    names = {role: set(g["param_names"]) for role, g in groups.items()}
+    all_names = {n for n, _ in model.named_parameters()}
+    assert set().union(*names.values()) == all_names and sum(map(len, names.values())) == len(all_names)
+    if architecture == "gpt2":
+        assert names["attention"] == {f"transformer.h.{i}.attn.{m}.weight" for i in range(2) for m in ("c_attn", "c_proj")}
+        assert names["mlp"] == {f"transformer.h.{i}.mlp.{m}.weight" for i in range(2) for m in ("c_fc", "c_proj")}
+    else:
+        assert names["attention"] == {f"model.layers.{i}.self_attn.{m}_proj.weight" for i in range(2) for m in "qkvo"}
+        assert len(names["mlp"]) == 6
+    assert all("bias" not in n and "ln" not in n and "norm" not in n for n in names["attention"] | names["mlp"])
+    assert groups["attention"]["weight_decay"] == 1.0 and groups["mlp"]["weight_decay"] == 0.1
+    assert groups["other"]["weight_decay"] == 0.0
+
+
+def test_adamw_decay_is_decoupled_and_per_group():
+    """With zero gradients AdamW only shrinks weights, by exactly (1 − lr·λ) per group."""
+    model = build_lm(LMShape("gpt2", 1, 16, 2, 8, 50), seed=0)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    optimizer = build_optimizer(model, WeightDecays(attention=2.0, mlp=0.5, other=0.0), lr=0.1, betas=(0.9, 0.95),
+                                eps=1e-8)
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    optimizer.step()
+    after = dict(model.named_parameters())
+    torch.testing.assert_close(after["transformer.h.0.attn.c_attn.weight"], before["transformer.h.0.attn.c_attn.weight"] * 0.8)
+    torch.testing.assert_close(after["transformer.h.0.mlp.c_fc.weight"], before["transformer.h.0.mlp.c_fc.weight"] * 0.95)
+    torch.testing.assert_close(after["transformer.wte.weight"], before["transformer.wte.weight"])
+
+
+def test_negative_decay_is_refused():
+    with pytest.raises(ValueError, match="attention group must be >= 0"):
+        WeightDecays(attention=-1, mlp=0)
+
+
+def test_schedule_warms_up_then_decays_to_the_floor():
+    schedule = Schedule(steps=100, warmup_steps=10, min_lr_ratio=0.1)
+    assert schedule.lr_factor(0) == pytest.approx(0.1) and schedule.lr_factor(9) == pytest.approx(1.0)
+    assert schedule.lr_factor(10) == pytest.approx(1.0)
+    assert schedule.lr_factor(55) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert schedule.lr_factor(100) == pytest.approx(0.1)
+    assert schedule.saves_at() == [100]
+
+
+def test_corrupted_checkpoint_names_the_file(tmp_path):
+    model = build_lm(LMShape("gpt2", 1, 16, 2, 8, 50), seed=0)
+    path = save_checkpoint(tmp_path, 5, model, None, None)
+    weights = path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match=str(weights)):
+        load_weights(path)
+
+
+@pytest.fixture(scope="module")
+def tiny_corpus(tmp_path_factory):
+    words = ["to be", "or not", "that is", "the question", "whether tis", "nobler", "in the mind", "to suffer"]
+    docs = [Document(f"doc{i}", " ".join(words[(i + j) % len(words)] for j in range(400)) + "\n") for i in range(6)]
+    out = tmp_path_factory.mktemp("corpus")
+    prepare_corpus(docs, out, vocab_size=300, validation_fraction=0.2, test_fraction=0.2, seed=0)
+    return out
+
+
+def train_command(data_dir, run_dir, steps, checkpoint_every):
+    settings = {
+        "data": {"vocab_size": 300},
+        "model": {"architecture": "gpt2", "n_layer": 2, "n_embd": 16, "n_head": 2, "n_kv_head": None, "context": 16},
+        "train": {"steps": steps, "batch_size": 4, "lr": 0.01, "warmup_steps": 5, "min_lr_ratio": 0.1, "beta1": 0.9,
+                  "beta2": 0.95, "eps": 1e-8, "grad_clip": 1.0, "wd_other": 0.0, "eval_every": 25,
+                  "eval_batches": 1, "checkpoint_every": checkpoint_every},
+    }
+    return [sys.executable, "-m", "wdrank", "lm-train", "--settings", json.dumps(settings), "--data-dir",
+            str(data_dir), "--wd-attn", "1.0", "--wd-mlp", "0.1", "--seed", "3", "--run-dir", str(run_dir / "run"),
+            "--checkpoint-dir", str(run_dir / "ckpt")]
+
+
+def test_run_killed_midway_resumes_to_identical_weights(tiny_corpus, tmp_path):
+    steps = 400
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    reference = tmp_path / "uninterrupted"
+    subprocess.run(train_command(tiny_corpus, reference, steps, 5), check=True, env=env, capture_output=True)
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(train_command(tiny_corpus, killed, steps, 5), env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (killed / "ckpt" / "step_000010").exists():
+        assert time.time() < deadline and process.poll() is None, "run ended before it could be killed"
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (killed / "run" / "summary.json").exists(), "the run finished before the kill: nothing was tested"
+    interrupted_at = max(int(p.name.split("_")[1]) for p in (killed / "ckpt").glob("step_*"))
+    assert interrupted_at < steps
+
+    subprocess.run(train_command(tiny_corpus, killed, steps, 5), check=True, env=env, capture_output=True)
+    final = f"step_{steps:06d}/model.safetensors"
+    resumed, uninterrupted = load_file(killed / "ckpt" / final), load_file(reference / "ckpt" / final)
+    assert resumed.keys() == uninterrupted.keys()
+    for name in resumed:
+        assert torch.equal(resumed[name], uninterrupted[name]), name
+    summary = json.loads((killed / "run" / "summary.json").read_text())
+    assert summary["test_perplexity"] == json.loads((reference / "run" / "summary.json").read_text())["test_perplexity"]
+    logged_steps = [json.loads(line)["step"] for line in (killed / "run" / "metrics.jsonl").read_text().splitlines()
+                    if "train_loss" in line]
+    assert logged_steps == sorted(set(logged_steps)) and logged_steps[-1] == steps
+
+
+def test_diverging_run_fails_clearly_and_writes_no_summary(tiny_corpus, tmp_path):
+    command = train_command(tiny_corpus, tmp_path, 50, 0)
+    settings = json.loads(command[command.index("--settings") + 1])
+    settings["train"]["lr"] = 1e30
+    command[command.index("--settings") + 1] = json.dumps(settings)
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "diverged" in result.stderr
+    assert not (tmp_path / "run" / "summary.json").exists()

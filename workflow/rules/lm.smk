@@ -1,0 +1,140 @@
+# Language models: Fig. 3 (left), appendix layers, Table 1 (wdrank.experiments.lm).
+
+LM = config["language_model"]
+LM_SPACE = sweep(
+    wd_attn=LM["sweep"]["wd_attn"],
+    wd_mlp=LM["sweep"]["wd_mlp"],
+    seed=LM["sweep"]["seeds"],
+)
+LM_DATA = "resources/lm/data"
+LM_SETTINGS = json.dumps(LM, sort_keys=True)
+LM_TABLES = [
+    "results/tables/lm_runs.csv",
+    "results/tables/lm_head_spectra.csv",
+    "results/tables/table1_lm_perplexity.csv",
+    "results/tables/table1_lm_perplexity.md",
+    "results/tables/table1_lm_perplexity.tex",
+]
+LM_FIGURES = ["fig3_lm_rank_per_head", "figA_lm_rank_all_layers", "lm_rank_vs_step"]
+LM_OUTPUTS = LM_TABLES + [
+    f"results/figures/{name}.{ext}" for name in LM_FIGURES for ext in ("pdf", "png")
+]
+
+
+rule lm_corpus:
+    output:
+        directory("resources/lm/shakespeare"),
+    log:
+        "logs/lm_corpus.log",
+    conda:
+        WDRANK_ENV
+    params:
+        sha256=LM["data"]["shakespeare_sha256"],
+    shell:
+        "python -m wdrank lm-corpus --sha256 {params.sha256} --out-dir {output} > {log} 2>&1"
+
+
+rule lm_data:
+    input:
+        unpack(lm_corpus_input),
+    output:
+        tokenizer=f"{LM_DATA}/tokenizer.json",
+        manifest=f"{LM_DATA}/manifest.json",
+        tokens=expand(f"{LM_DATA}/{{split}}.bin", split=["train", "validation", "test"]),
+    log:
+        "logs/lm_data.log",
+    benchmark:
+        "logs/lm_data.benchmark.tsv"
+    conda:
+        WDRANK_ENV
+    params:
+        data=json.dumps({"data": LM["data"]}),
+        corpus=lambda wildcards, input: (
+            f"--corpus-dir {input.corpus}" if "corpus" in input.keys() else ""
+        ),
+    shell:
+        "python -m wdrank lm-data --settings {params.data:q} {params.corpus}"
+        " --out-dir $(dirname {output.manifest}) > {log} 2>&1"
+
+
+rule lm_train:
+    input:
+        manifest=rules.lm_data.output.manifest,
+        tokens=rules.lm_data.output.tokens,
+    output:
+        summary=f"results/lm/runs/{LM_SPACE.wildcard_pattern}/summary.json",
+        metrics=f"results/lm/runs/{LM_SPACE.wildcard_pattern}/metrics.jsonl",
+    log:
+        f"logs/lm_train/{LM_SPACE.wildcard_pattern}.log",
+    benchmark:
+        f"logs/lm_train/{LM_SPACE.wildcard_pattern}.benchmark.tsv"
+    conda:
+        WDRANK_ENV
+    params:
+        settings=LM_SETTINGS,
+        # Checkpoints are not outputs: Snakemake would delete them before a rerun, and a killed run resumes from them.
+        checkpoints=f"results/lm/checkpoints/{LM_SPACE.wildcard_pattern}",
+    shell:
+        "python -m wdrank lm-train --settings {params.settings:q} --data-dir $(dirname {input.manifest})"
+        " --wd-attn {wildcards.wd_attn} --wd-mlp {wildcards.wd_mlp} --seed {wildcards.seed}"
+        " --run-dir $(dirname {output.summary}) --checkpoint-dir {params.checkpoints} > {log} 2>&1"
+
+
+rule lm_spectra:
+    input:
+        rules.lm_train.output.summary,
+    output:
+        f"results/lm/runs/{LM_SPACE.wildcard_pattern}/spectra.parquet",
+    log:
+        f"logs/lm_spectra/{LM_SPACE.wildcard_pattern}.log",
+    conda:
+        WDRANK_ENV
+    params:
+        rank_thresholds=" ".join(map(str, config["spectra"]["rank_thresholds"])),
+    shell:
+        "python -m wdrank lm-spectra --summary {input} --rank-thresholds {params.rank_thresholds}"
+        " --out {output} > {log} 2>&1"
+
+
+rule lm_report:
+    input:
+        summaries=expand(
+            "results/lm/runs/{params}/summary.json", params=LM_SPACE.instance_patterns
+        ),
+        spectra=expand(
+            "results/lm/runs/{params}/spectra.parquet",
+            params=LM_SPACE.instance_patterns,
+        ),
+    output:
+        LM_TABLES,
+        [
+            report(
+                f"results/figures/{name}.png",
+                caption=f"../report/{name}.rst",
+                category="Language models",
+            )
+            for name in LM_FIGURES
+        ],
+        [f"results/figures/{name}.pdf" for name in LM_FIGURES],
+    log:
+        "logs/lm_report.log",
+    benchmark:
+        "logs/lm_report.benchmark.tsv"
+    conda:
+        WDRANK_ENV
+    params:
+        layer=(
+            ""
+            if LM["figures"]["layer"] is None
+            else f"--layer {LM['figures']['layer']}"
+        ),
+        wd_mlp=(
+            ""
+            if LM["figures"]["wd_mlp"] is None
+            else f"--wd-mlp {LM['figures']['wd_mlp']}"
+        ),
+        rank_metric=f"rank_tol_{config['spectra']['rank_thresholds'][0]:g}",
+    shell:
+        "python -m wdrank lm-report --summaries {input.summaries} --spectra {input.spectra}"
+        " {params.layer} {params.wd_mlp} --rank-metric {params.rank_metric}"
+        " --tables results/tables --figures results/figures > {log} 2>&1"
