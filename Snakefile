@@ -38,6 +38,7 @@ except ConfigError as error:
 include: "workflow/rules/common.smk"
 include: "workflow/rules/factorized.smk"
 include: "workflow/rules/lm.smk"
+include: "workflow/rules/toy.smk"
 
 
 # Rules that need the network (package index) or take no time run on the submitting host, never on a cluster node.

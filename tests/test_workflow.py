@@ -22,6 +22,12 @@ TINY = {
                   "checkpoint_every": 10},
         "sweep": {"wd_attn": [0.0, 3.0], "wd_mlp": [0.1], "seeds": [0]},
     },
+    "toy_transformer": {
+        "model": {"x_dim": 2, "n_layer": 2, "d_model": 8, "n_head": 2, "d_head": 4},
+        "train": {"steps": 60, "batch_size": 16, "context": 6, "record_points": 5, "eval_size": 64},
+        "sweep": {"wd_attn": [0.0, 1.0], "seeds": [0]},
+    },
+    "scalar_pair": {"lambdas": [0.0, 0.3], "steps": 200},
 }
 
 
@@ -91,6 +97,19 @@ def test_tiny_language_model_grid(tiny_run):
     from transformers import GPT2LMHeadModel
 
     assert GPT2LMHeadModel.from_pretrained(checkpoint).config.n_embd == 16
+
+
+@pytest.mark.e2e
+def test_tiny_toy_transformer_and_scalar_pair(tiny_run):
+    runs = pd.read_csv(tiny_run / "results/tables/fig2_toy_runs.csv")
+    assert sorted(runs["wd_attn"]) == [0.0, 1.0] and np.isfinite(runs["eval_loss"]).all()
+    spectra = pd.read_csv(tiny_run / "results/tables/fig2_toy_head_spectra.csv")
+    assert set(spectra["product"]) == {"QK", "OV"} and spectra["step"].max() == 60 and spectra["step"].min() == 0
+    assert (spectra["balance_discrepancy"] >= 0).all() and spectra["rank_tol_0.01"].between(0, 4).all()
+    pair = pd.read_csv(tiny_run / "results/tables/figA_scalar_pair_trajectories.csv")
+    assert len(pair) == 2 * 2 * 2 * 201 and set(pair["parametrisation"]) == {"plain", "factorised"}
+    for name in ("fig2_toy_transformer", "figA_scalar_pair_trajectories"):
+        assert (tiny_run / f"results/figures/{name}.png").stat().st_size > 20_000
 
 
 def test_paper_scale_dry_run_lists_the_full_grid(tmp_path):

@@ -77,7 +77,7 @@ def _lm_train(args: argparse.Namespace) -> None:
 
 def _lm_spectra(args: argparse.Namespace) -> None:
     from wdrank.aggregate import write_run_table
-    from wdrank.experiments.lm import checkpoint_spectra
+    from wdrank.heads import checkpoint_spectra
 
     summary = json.loads(Path(args.summary).read_text())
     table = checkpoint_spectra(summary["checkpoints"], tuple(args.rank_thresholds))
@@ -114,6 +114,52 @@ def _lm_report(args: argparse.Namespace) -> None:
                 *_figure(args.figures, "figA_lm_rank_all_layers"))
     save_figure(rank_over_steps(fixed, "wd_attn", metric, f"Rank during training, all layers, $\\lambda_{{MLP}}={wd_mlp:g}$"),
                 *_figure(args.figures, "lm_rank_vs_step"))
+
+
+def _toy_run(args: argparse.Namespace) -> None:
+    from wdrank.aggregate import write_run_table
+    from wdrank.experiments.toy import run_toy, settings_from_config
+    from wdrank.io import atomic_path
+
+    _torch_single_threaded()
+    section = json.loads(args.settings)
+    shape, training = settings_from_config(section)
+    run_dir = Path(args.run_dir)
+    spectra, evaluation = run_toy(shape, training, args.wd_attn, args.seed, args.checkpoint_dir,
+                                  run_dir / "metrics.jsonl", tuple(args.rank_thresholds))
+    spectra.insert(0, "wd_attn", args.wd_attn)
+    spectra.insert(1, "seed", args.seed)
+    write_run_table(spectra, run_dir / "spectra.parquet", {"experiment": "toy_transformer", **section})
+    with atomic_path(run_dir / "summary.json") as tmp:
+        tmp.write_text(json.dumps({"wd_attn": args.wd_attn, "seed": args.seed, **evaluation, **section}, indent=2))
+
+
+def _toy_report(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from wdrank.aggregate import concat_run_tables, write_csv
+    from wdrank.plots.style import save_figure
+    from wdrank.plots.toy import plot_toy
+
+    summaries = [json.loads(Path(p).read_text()) for p in args.summaries]
+    runs = pd.DataFrame([{"wd_attn": s["wd_attn"], "seed": s["seed"], "eval_loss": s["eval_loss"]} for s in summaries])
+    spectra = concat_run_tables(args.spectra)
+    write_csv(runs, f"{args.tables}/fig2_toy_runs.csv")
+    write_csv(spectra, f"{args.tables}/fig2_toy_head_spectra.csv")
+    train_settings = summaries[0]["train"]
+    save_figure(plot_toy(spectra, runs, args.rank_metric, train_settings["lr"], train_settings["optimizer"]),
+                *_figure(args.figures, "fig2_toy_transformer"))
+
+
+def _scalar_pair(args: argparse.Namespace) -> None:
+    from wdrank.aggregate import write_csv
+    from wdrank.experiments.scalar_pair import all_runs
+    from wdrank.plots.style import save_figure
+    from wdrank.plots.toy import plot_scalar_pair
+
+    trajectories = all_runs(args.lambdas, tuple(args.target), tuple(args.start), args.lr, args.steps)
+    write_csv(trajectories, args.table)
+    save_figure(plot_scalar_pair(trajectories, tuple(args.target)), args.pdf, args.png)
 
 
 def _figure(directory: str, name: str) -> tuple[str, str]:
@@ -193,6 +239,34 @@ def build_parser() -> argparse.ArgumentParser:
     lm_report.add_argument("--tables", required=True, help="folder of the tables")
     lm_report.add_argument("--figures", required=True, help="folder of the figures")
     lm_report.set_defaults(handler=_lm_report)
+
+    toy = commands.add_parser("toy-run", help="Fig. 2: train one toy Transformer and measure its head spectra")
+    toy.add_argument("--settings", required=True, help="the toy_transformer config section as JSON")
+    toy.add_argument("--wd-attn", type=float, required=True)
+    toy.add_argument("--seed", type=int, required=True)
+    toy.add_argument("--rank-thresholds", type=float, nargs="+", default=[1e-2, 1e-3])
+    toy.add_argument("--run-dir", required=True, help="metrics.jsonl, summary.json and spectra.parquet go here")
+    toy.add_argument("--checkpoint-dir", required=True)
+    toy.set_defaults(handler=_toy_run)
+
+    toy_report = commands.add_parser("toy-report", help="Fig. 2 and its tables from every toy run")
+    toy_report.add_argument("--summaries", nargs="+", required=True)
+    toy_report.add_argument("--spectra", nargs="+", required=True)
+    toy_report.add_argument("--rank-metric", default="rank_tol_0.01")
+    toy_report.add_argument("--tables", required=True)
+    toy_report.add_argument("--figures", required=True)
+    toy_report.set_defaults(handler=_toy_report)
+
+    pair = commands.add_parser("scalar-pair", help="appendix: two scalars, plain vs factorised, AdamW vs Adam+L2")
+    pair.add_argument("--lambdas", type=float, nargs="+", required=True)
+    pair.add_argument("--target", type=float, nargs=2, required=True)
+    pair.add_argument("--start", type=float, nargs=2, required=True)
+    pair.add_argument("--lr", type=float, required=True)
+    pair.add_argument("--steps", type=int, required=True)
+    pair.add_argument("--table", required=True)
+    pair.add_argument("--pdf", required=True)
+    pair.add_argument("--png", required=True)
+    pair.set_defaults(handler=_scalar_pair)
     return parser
 
 

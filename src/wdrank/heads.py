@@ -5,13 +5,15 @@ For head h of a layer (d = d_model, r = d_head), both attention products are M =
 - OV: M_OV = W_V^h W_O^h, what head h writes to the residual stream per attended token (paper: P W_V);
   A = W_V^h (d x r) and B = (W_O^h)ᵀ (d x r), so ‖AᵀA − BᵀB‖ = ‖W_VᵀW_V − W_O W_Oᵀ‖.
 Biases are not part of the products. Supported here: GPT-2 and LLaMA (grouped KV heads: query head h uses
-KV head h // (n_head / n_kv_head)) as written by `transformers`.
+KV head h // (n_head / n_kv_head)) as written by `transformers`, and the toy Transformer of Fig. 2.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -75,10 +77,22 @@ def llama_factors(state: Mapping, config: Mapping) -> Iterator[LayerFactors]:
         yield LayerFactors(layer, "OV", w_v, w_o_t)
 
 
+def toy_factors(state: Mapping, config: Mapping) -> Iterator[LayerFactors]:
+    """The toy Transformer of Fig. 2 (`wdrank.models.toy`): GPT-2's layout without biases."""
+    n_head, inner = config["n_head"], config["n_head"] * config["d_head"]
+    for layer in range(config["n_layer"]):
+        qkv = _array(state, f"layers.{layer}.attn.qkv")  # (d, 3 * inner)
+        w_q, w_k, w_v = (_split_columns(qkv[:, i * inner:(i + 1) * inner], n_head) for i in range(3))
+        w_o_t = _split_columns(_array(state, f"layers.{layer}.attn.out").T, n_head)
+        yield LayerFactors(layer, "QK", w_q, w_k)
+        yield LayerFactors(layer, "OV", w_v, w_o_t)
+
+
 FACTOR_READERS: dict[str, Callable[[Mapping, Mapping], Iterator[LayerFactors]]] = {
     "gpt2": gpt2_factors,
     "llama": llama_factors,
     "mistral": llama_factors,
+    "toy": toy_factors,
 }
 
 
@@ -111,3 +125,18 @@ def factor_spectra_table(factors: Iterator[LayerFactors], rank_thresholds: tuple
     table["nuclear_to_frobenius"] = table["nuclear_norm"] / frobenius
     table["gap_relative"] = table["gap"] / frobenius
     return table
+
+
+def checkpoint_spectra(checkpoints: list, rank_thresholds: tuple[float, ...], config: Mapping | None = None
+                       ) -> pd.DataFrame:
+    """Per-head spectra of every checkpoint folder, one row per (step, layer, head, product). The model config
+    is read from each folder's config.json unless given."""
+    from wdrank.checkpoint import checkpoint_step, load_weights
+
+    frames = []
+    for path in checkpoints:
+        model_config = config if config is not None else json.loads((Path(path) / "config.json").read_text())
+        table = factor_spectra_table(attention_factors(load_weights(path), model_config), rank_thresholds)
+        table.insert(0, "step", checkpoint_step(path))
+        frames.append(table)
+    return pd.concat(frames, ignore_index=True)

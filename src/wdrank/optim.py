@@ -57,9 +57,22 @@ def parameter_groups(model: nn.Module, decays: WeightDecays) -> list[dict]:
              "weight_decay": getattr(decays, role)} for role in ROLES if by_role[role]]
 
 
-def build_optimizer(model: nn.Module, decays: WeightDecays, lr: float, betas: tuple[float, float], eps: float,
-                    decoupled: bool = True) -> torch.optim.Optimizer:
-    """AdamW (decoupled decay, the paper's setting) or Adam with the decay as an L2 term in the gradient."""
+ALGORITHMS = ("adamw", "adam_l2", "sgd")
+
+
+def build_optimizer(model: nn.Module, decays: WeightDecays, lr: float, betas: tuple[float, float] = (0.9, 0.999),
+                    eps: float = 1e-8, algorithm: str = "adamw") -> torch.optim.Optimizer:
+    """The optimiser over the role groups.
+
+    adamw: decoupled decay, w ← w − lr·λ·w besides the Adam step (the paper's setting); adam_l2: Adam with λ·w
+    added to the gradient (coupled, so Adam rescales it); sgd: plain gradient descent on L + λ/2‖w‖², where
+    coupled and decoupled coincide (the setting of the theory).
+    """
     groups = parameter_groups(model, decays)
-    optimizer_class = torch.optim.AdamW if decoupled else torch.optim.Adam
-    return optimizer_class(groups, lr=lr, betas=betas, eps=eps, foreach=False)
+    if algorithm == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps)
+    if algorithm == "adam_l2":
+        return torch.optim.Adam(groups, lr=lr, betas=betas, eps=eps)
+    if algorithm == "sgd":
+        return torch.optim.SGD(groups, lr=lr)
+    raise ValueError(f"optimizer algorithm {algorithm!r} is not known; choose one of {ALGORITHMS}")

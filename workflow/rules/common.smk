@@ -21,6 +21,10 @@ def get_final_output():
         targets += FACTORIZED_OUTPUTS
     if config["language_model"]["enabled"]:
         targets += LM_OUTPUTS
+    if config["toy_transformer"]["enabled"]:
+        targets += TOY_OUTPUTS
+    if config["scalar_pair"]["enabled"]:
+        targets += PAIR_OUTPUTS
     return targets
 
 

@@ -20,6 +20,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from wdrank import spectra
+from wdrank.recording import fitted_decay_rate, recorded_steps
 
 
 @dataclass(frozen=True)
@@ -39,13 +40,6 @@ class FactorizedRun:
             raise ValueError(f"lambda must be >= 0, got {self.lam}")
         if self.lr <= 0 or self.steps < 1 or self.record_points < 2 or self.init_std <= 0:
             raise ValueError(f"lr, init_std must be > 0, steps >= 1 and record_points >= 2, got {self}")
-
-
-def recorded_steps(steps: int, points: int) -> np.ndarray:
-    """Steps at which a run is recorded: log-spaced (resolves fast early decay) ∪ linear (even coverage)."""
-    log_spaced = np.geomspace(1, steps, points).round()
-    linear = np.linspace(0, steps, points).round()
-    return np.unique(np.concatenate([[0], log_spaced, linear])).astype(np.int64)
 
 
 def objective_gradients(a: np.ndarray, b: np.ndarray, target: np.ndarray, lam: float) -> tuple[np.ndarray, np.ndarray]:
@@ -134,19 +128,9 @@ def _long_table(run: FactorizedRun, steps: np.ndarray, losses: np.ndarray, stats
 
 
 def fitted_balance_rate(table: pd.DataFrame, floor: float = 1e-9) -> float:
-    """Per-step exponential decay rate of the balance discrepancy, by least squares on its logarithm.
-
-    Uses the steps where the discrepancy is above `floor` times its start (below that it is rounding noise).
-    """
+    """Per-step exponential decay rate of the balance discrepancy of one run's table."""
     per_step = table.drop_duplicates("step")
-    balance = per_step["balance_discrepancy"].to_numpy()
-    keep = balance > floor * balance[0]
-    if keep.sum() < 3:
-        raise ValueError(
-            f"only {keep.sum()} recorded steps lie above the noise floor; record more points early in the run"
-        )
-    slope, _ = np.polyfit(per_step["step"].to_numpy()[keep], np.log(balance[keep]), 1)
-    return -slope
+    return fitted_decay_rate(per_step["step"].to_numpy(), per_step["balance_discrepancy"].to_numpy(), floor)
 
 
 def rate_per_step_prediction(lam: float, lr: float) -> float:

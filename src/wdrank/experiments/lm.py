@@ -13,14 +13,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wdrank.checkpoint import checkpoint_step, list_checkpoints, load_weights
+from wdrank.checkpoint import list_checkpoints
 from wdrank.data.text import load_tokens
-from wdrank.heads import attention_factors, factor_spectra_table
 from wdrank.io import atomic_path
 from wdrank.models.lm import LMShape, build_lm
 from wdrank.optim import WeightDecays, build_optimizer
@@ -129,17 +127,6 @@ def run_lm(data_dir: str | Path, shape: LMShape, training: LMTraining, decays: W
     with atomic_path(run_dir / "summary.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2))
     return summary
-
-
-def checkpoint_spectra(checkpoints: list[str | Path], rank_thresholds: tuple[float, ...]) -> pd.DataFrame:
-    """Per-head spectra of every checkpoint: one row per (step, layer, head, product)."""
-    frames = []
-    for path in checkpoints:
-        config = json.loads((Path(path) / "config.json").read_text())
-        table = factor_spectra_table(attention_factors(load_weights(path), config), rank_thresholds)
-        table.insert(0, "step", checkpoint_step(path))
-        frames.append(table)
-    return pd.concat(frames, ignore_index=True)
 
 
 def settings_from_config(section: dict) -> tuple[LMShape, LMTraining]:

@@ -18,6 +18,17 @@ def metric_label(metric: str) -> str:
     return metric.replace("_", " ")
 
 
+def weight_decay_axis(ax, values) -> None:
+    """A log-like x axis for a weight-decay grid that may include 0 (symlog), ticked at the grid's values."""
+    values = sorted(values)
+    if len(values) > 1 and values[0] == 0:
+        ax.set_xscale("symlog", linthresh=values[1])
+    elif len(values) > 1:
+        ax.set_xscale("log")
+    ax.set_xticks(values, [f"{v:g}" for v in values])
+    ax.minorticks_off()
+
+
 def rank_per_head(spectra: pd.DataFrame, wd_column: str, metrics: list[str], title: str) -> plt.Figure:
     """Rows = rank metrics, columns = QK / OV; per-head points (all seeds) and their mean against weight decay."""
     apply_theme()
@@ -41,42 +52,36 @@ def rank_per_head(spectra: pd.DataFrame, wd_column: str, metrics: list[str], tit
     return fig
 
 
-def rank_all_layers(spectra: pd.DataFrame, wd_column: str, metric: str, title: str) -> plt.Figure:
-    """Mean rank over heads and seeds against weight decay, one line per layer; columns QK / OV."""
+def _line_panels(spectra: pd.DataFrame, x: str, metric: str, hue: str, palette: str, errorbar, title: str,
+                 xlabel: str, ylabel: str, legend_title: str) -> tuple[plt.Figure, list]:
+    """Two panels (QK, OV) of `metric` against `x`, one line per value of `hue`."""
     apply_theme()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
     for ax, product in zip(axes, ("QK", "OV")):
-        data = spectra[spectra["product"] == product]
-        sns.lineplot(data=data, x=wd_column, y=metric, hue="layer", palette="viridis", marker="o",
-                     errorbar=("sd"), ax=ax, legend=product == "OV")
-        values = sorted(data[wd_column].unique())
-        if len(values) > 1 and values[0] == 0:  # symlog keeps λ = 0 on a log-like axis
-            ax.set_xscale("symlog", linthresh=values[1])
-        elif len(values) > 1:
-            ax.set_xscale("log")
-        ax.set_xticks(values, [f"{v:g}" for v in values])
-        ax.minorticks_off()
+        sns.lineplot(data=spectra[spectra["product"] == product], x=x, y=metric, hue=hue, palette=palette,
+                     marker="o", errorbar=errorbar, ax=ax, legend=product == "OV")
         ax.set_ylim(bottom=0)
         ax.set_title(PRODUCT_LABELS[product])
-        ax.set_xlabel(r"attention weight decay $\lambda_{SA}$")
-        ax.set_ylabel(metric_label(metric) + ", mean over heads")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+    if axes[1].get_legend():
+        axes[1].get_legend().set_title(legend_title)
     fig.suptitle(title)
+    return fig, axes
+
+
+def rank_all_layers(spectra: pd.DataFrame, wd_column: str, metric: str, title: str) -> plt.Figure:
+    """Mean rank over heads and seeds against weight decay (band: ± std), one line per layer; columns QK / OV."""
+    fig, axes = _line_panels(spectra, wd_column, metric, "layer", "viridis", "sd", title,
+                             r"attention weight decay $\lambda_{SA}$", metric_label(metric) + ", mean over heads",
+                             "layer")
+    for ax in axes:
+        weight_decay_axis(ax, spectra[wd_column].unique())
     return fig
 
 
 def rank_over_steps(spectra: pd.DataFrame, wd_column: str, metric: str, title: str) -> plt.Figure:
     """Mean rank over heads, layers and seeds against training step, one line per weight decay."""
-    apply_theme()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
-    for ax, product in zip(axes, ("QK", "OV")):
-        data = spectra[spectra["product"] == product]
-        sns.lineplot(data=data, x="step", y=metric, hue=wd_column, palette="flare", marker="o", errorbar=None,
-                     ax=ax, legend=product == "OV")
-        ax.set_ylim(bottom=0)
-        ax.set_title(PRODUCT_LABELS[product])
-        ax.set_xlabel("training step")
-        ax.set_ylabel(metric_label(metric) + ", mean")
-    if axes[1].get_legend():
-        axes[1].get_legend().set_title(r"$\lambda_{SA}$")
-    fig.suptitle(title)
+    fig, _ = _line_panels(spectra, "step", metric, wd_column, "flare", None, title, "training step",
+                          metric_label(metric) + ", mean", r"$\lambda_{SA}$")
     return fig

@@ -1,0 +1,91 @@
+# Fig. 2: toy Transformer on in-context regression; appendix: two scalar weights (wdrank.experiments.toy,
+# wdrank.experiments.scalar_pair).
+
+TOY = config["toy_transformer"]
+TOY_SPACE = sweep(wd_attn=TOY["sweep"]["wd_attn"], seed=TOY["sweep"]["seeds"])
+TOY_OUTPUTS = [
+    "results/tables/fig2_toy_runs.csv",
+    "results/tables/fig2_toy_head_spectra.csv",
+    "results/figures/fig2_toy_transformer.pdf",
+    "results/figures/fig2_toy_transformer.png",
+]
+PAIR = config["scalar_pair"]
+PAIR_OUTPUTS = [
+    "results/tables/figA_scalar_pair_trajectories.csv",
+    "results/figures/figA_scalar_pair_trajectories.pdf",
+    "results/figures/figA_scalar_pair_trajectories.png",
+]
+
+
+rule toy_run:
+    output:
+        summary=f"results/toy/runs/{TOY_SPACE.wildcard_pattern}/summary.json",
+        spectra=f"results/toy/runs/{TOY_SPACE.wildcard_pattern}/spectra.parquet",
+    log:
+        f"logs/toy_run/{TOY_SPACE.wildcard_pattern}.log",
+    benchmark:
+        f"logs/toy_run/{TOY_SPACE.wildcard_pattern}.benchmark.tsv"
+    conda:
+        WDRANK_ENV
+    params:
+        settings=json.dumps(TOY, sort_keys=True),
+        rank_thresholds=" ".join(map(str, config["spectra"]["rank_thresholds"])),
+        checkpoints=f"results/toy/checkpoints/{TOY_SPACE.wildcard_pattern}",
+    shell:
+        "python -m wdrank toy-run --settings {params.settings:q} --wd-attn {wildcards.wd_attn}"
+        " --seed {wildcards.seed} --rank-thresholds {params.rank_thresholds}"
+        " --run-dir $(dirname {output.summary}) --checkpoint-dir {params.checkpoints} > {log} 2>&1"
+
+
+rule toy_report:
+    input:
+        summaries=expand(
+            "results/toy/runs/{params}/summary.json",
+            params=TOY_SPACE.instance_patterns,
+        ),
+        spectra=expand(
+            "results/toy/runs/{params}/spectra.parquet",
+            params=TOY_SPACE.instance_patterns,
+        ),
+    output:
+        TOY_OUTPUTS[:3],
+        report(
+            TOY_OUTPUTS[3],
+            caption="../report/fig2_toy_transformer.rst",
+            category="Fig. 2: toy Transformer",
+        ),
+    log:
+        "logs/toy_report.log",
+    conda:
+        WDRANK_ENV
+    params:
+        rank_metric=f"rank_tol_{config['spectra']['rank_thresholds'][0]:g}",
+    shell:
+        "python -m wdrank toy-report --summaries {input.summaries} --spectra {input.spectra}"
+        " --rank-metric {params.rank_metric} --tables results/tables --figures results/figures"
+        " > {log} 2>&1"
+
+
+rule scalar_pair:
+    output:
+        table=PAIR_OUTPUTS[0],
+        pdf=PAIR_OUTPUTS[1],
+        png=report(
+            PAIR_OUTPUTS[2],
+            caption="../report/figA_scalar_pair_trajectories.rst",
+            category="Fig. 2: toy Transformer",
+        ),
+    log:
+        "logs/scalar_pair.log",
+    conda:
+        WDRANK_ENV
+    params:
+        lambdas=" ".join(map(str, PAIR["lambdas"])),
+        target=" ".join(map(str, PAIR["target"])),
+        start=" ".join(map(str, PAIR["start"])),
+        lr=PAIR["lr"],
+        steps=PAIR["steps"],
+    shell:
+        "python -m wdrank scalar-pair --lambdas {params.lambdas} --target {params.target}"
+        " --start {params.start} --lr {params.lr} --steps {params.steps} --table {output.table}"
+        " --pdf {output.pdf} --png {output.png} > {log} 2>&1"
