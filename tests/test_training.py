@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -138,3 +139,23 @@ def test_diverging_run_fails_clearly_and_writes_no_summary(tiny_corpus, tmp_path
     assert result.returncode != 0
     assert "diverged" in result.stderr
     assert not (tmp_path / "run" / "summary.json").exists()
+
+
+def test_test_perplexity_is_the_mean_nll_over_every_predicted_token():
+    """mean_token_nll against a direct computation: windows of `context`, each window's first token unpredicted."""
+    from wdrank.experiments.lm import mean_token_nll
+
+    model = build_lm(LMShape("gpt2", 1, 16, 2, 8, 50), seed=0).eval()
+    tokens = np.random.default_rng(0).integers(0, 50, 29).astype(np.uint16)  # windows of 8, 8, 8, 5
+    nll, count = mean_token_nll(model, tokens, context=8, batch_size=2)
+    total, expected_count = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, 29, 8):
+            window = torch.from_numpy(tokens[start:start + 8].astype(np.int64))[None]
+            logits = model(input_ids=window).logits[0, :-1].double()
+            total += torch.nn.functional.cross_entropy(logits, window[0, 1:], reduction="sum").item()
+            expected_count += window.shape[1] - 1
+    assert count == expected_count == 29 - 4
+    assert nll == pytest.approx(total / expected_count, rel=1e-12)
+    regrouped, regrouped_count = mean_token_nll(model, tokens, context=8, batch_size=3)
+    assert regrouped_count == count and regrouped == pytest.approx(nll, rel=1e-12)

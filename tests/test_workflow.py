@@ -94,9 +94,11 @@ def test_tiny_language_model_grid(tiny_run):
     works = [set(manifest["splits"][s]["documents"]) for s in ("train", "validation", "test")]
     assert sum(map(len, works)) == 42 and not (works[0] & works[1] or works[0] & works[2] or works[1] & works[2])
     checkpoint = tiny_run / "results/lm/checkpoints/wd_attn~3.0/wd_mlp~0.1/seed~0/step_000030"
-    from transformers import GPT2LMHeadModel
+    from transformers import AutoTokenizer, GPT2LMHeadModel
 
     assert GPT2LMHeadModel.from_pretrained(checkpoint).config.n_embd == 16
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    assert tokenizer.decode(tokenizer("To be, or not to be")["input_ids"]) == "To be, or not to be"
 
 
 @pytest.mark.e2e

@@ -26,6 +26,8 @@ rule lm_corpus:
         directory("resources/lm/shakespeare"),
     log:
         "logs/lm_corpus.log",
+    benchmark:
+        "logs/lm_corpus.benchmark.tsv"
     conda:
         WDRANK_ENV
     params:
@@ -87,6 +89,8 @@ rule lm_spectra:
         f"results/lm/runs/{LM_SPACE.wildcard_pattern}/spectra.parquet",
     log:
         f"logs/lm_spectra/{LM_SPACE.wildcard_pattern}.log",
+    benchmark:
+        f"logs/lm_spectra/{LM_SPACE.wildcard_pattern}.benchmark.tsv"
     conda:
         WDRANK_ENV
     params:

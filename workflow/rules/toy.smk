@@ -56,6 +56,8 @@ rule toy_report:
         ),
     log:
         "logs/toy_report.log",
+    benchmark:
+        "logs/toy_report.benchmark.tsv"
     conda:
         WDRANK_ENV
     params:
@@ -77,6 +79,8 @@ rule scalar_pair:
         ),
     log:
         "logs/scalar_pair.log",
+    benchmark:
+        "logs/scalar_pair.benchmark.tsv"
     conda:
         WDRANK_ENV
     params:

@@ -8,6 +8,8 @@ the checkpoints, the spectra of W_Q W_Kᵀ and W_V W_O per head.
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -93,6 +95,21 @@ def mean_token_nll(model: nn.Module, tokens: np.ndarray, context: int, batch_siz
     return total / count, count
 
 
+def save_tokenizer(tokenizer_json: Path, directory: Path) -> None:
+    """Write the tokenizer beside a checkpoint so that AutoTokenizer.from_pretrained(directory) loads it."""
+    from transformers import PreTrainedTokenizerFast
+
+    if (directory / "tokenizer_config.json").exists():
+        return
+    tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(tokenizer_json), eos_token="<|endoftext|>",
+                                        bos_token="<|endoftext|>")
+    with tempfile.TemporaryDirectory(dir=directory.parent) as tmp:
+        tokenizer.save_pretrained(tmp)
+        # each file lands atomically; tokenizer_config.json, which marks the set complete, lands last
+        for name in sorted(os.listdir(tmp), key=lambda n: n == "tokenizer_config.json"):
+            os.replace(Path(tmp) / name, directory / name)
+
+
 def run_lm(data_dir: str | Path, shape: LMShape, training: LMTraining, decays: WeightDecays, seed: int,
            run_dir: str | Path, checkpoint_dir: str | Path, progress: bool = True) -> dict:
     """Train one run (resuming if checkpoints exist), evaluate on the test split, write summary.json."""
@@ -114,6 +131,8 @@ def run_lm(data_dir: str | Path, shape: LMShape, training: LMTraining, decays: W
     started = time.perf_counter()
     evaluation = train(model, optimizer, task, schedule, checkpoint_dir, run_dir / "metrics.jsonl", progress)
     seconds = time.perf_counter() - started
+    for checkpoint in list_checkpoints(checkpoint_dir):
+        save_tokenizer(data_dir / "tokenizer.json", checkpoint)
     test_nll, test_tokens = mean_token_nll(model, tokens["test"], shape.context, training.batch_size)
     summary = {
         "wd_attn": decays.attention, "wd_mlp": decays.mlp, "wd_other": decays.other, "seed": seed,
