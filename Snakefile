@@ -6,6 +6,8 @@ experiment. All logic lives in the `wdrank` package (src/); rules only name file
 
 import json
 import os
+import re
+import shlex
 import sys
 
 from snakemake.utils import min_version
@@ -39,12 +41,14 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/factorized.smk"
 include: "workflow/rules/lm.smk"
 include: "workflow/rules/toy.smk"
+include: "workflow/rules/audit.smk"
 
 
 # Rules that need the network (package index) or take no time run on the submitting host, never on a cluster node.
 localrules:
     all,
     lm_corpus,
+    audit_fetch,
 
 
 rule all:

@@ -64,5 +64,5 @@ def test_factor_shapes_and_table():
 
 
 def test_unknown_architecture_lists_supported():
-    with pytest.raises(ValueError, match="'bert' is not supported; supported: gpt2, llama"):
-        attention_factors({}, {"model_type": "bert"})
+    with pytest.raises(ValueError, match="'t5' is not supported; supported: gpt2, llama, mistral, bert, timm_vit"):
+        attention_factors({}, {"model_type": "t5"})

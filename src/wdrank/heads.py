@@ -4,8 +4,8 @@ For head h of a layer (d = d_model, r = d_head), both attention products are M =
 - QK: M_QK = W_Q^h (W_K^h)ᵀ, the bilinear form of the attention scores x_i M_QK x_jᵀ (paper: W_Kᵀ W_Q);
 - OV: M_OV = W_V^h W_O^h, what head h writes to the residual stream per attended token (paper: P W_V);
   A = W_V^h (d x r) and B = (W_O^h)ᵀ (d x r), so ‖AᵀA − BᵀB‖ = ‖W_VᵀW_V − W_O W_Oᵀ‖.
-Biases are not part of the products. Supported here: GPT-2 and LLaMA (grouped KV heads: query head h uses
-KV head h // (n_head / n_kv_head)) as written by `transformers`, and the toy Transformer of Fig. 2.
+Biases are not part of the products. Supported here: GPT-2, LLaMA / Mistral (grouped KV heads: query head h uses KV head h // (n_head / n_kv_head))
+and BERT as written by `transformers`, timm's VisionTransformer, and the toy Transformer of Fig. 2.
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ def _array(state: Mapping, key: str) -> np.ndarray:
     if key not in state:
         raise KeyError(f"parameter {key!r} not found; the state has e.g. {sorted(state)[:6]}")
     value = state[key]
-    return np.asarray(value.float() if hasattr(value, "float") else value, dtype=np.float64)
+    # torch tensors (any dtype, bf16 included) go to float64 directly: no detour through float32
+    return np.asarray(value.detach().double() if hasattr(value, "double") else value, dtype=np.float64)
 
 
 def _split_columns(matrix: np.ndarray, n_head: int) -> np.ndarray:
@@ -77,6 +78,30 @@ def llama_factors(state: Mapping, config: Mapping) -> Iterator[LayerFactors]:
         yield LayerFactors(layer, "OV", w_v, w_o_t)
 
 
+def bert_factors(state: Mapping, config: Mapping) -> Iterator[LayerFactors]:
+    """BERT-style encoders (transformers): separate nn.Linear query/key/value and attention.output.dense."""
+    n_head = config["num_attention_heads"]
+    prefix = "bert." if any(k.startswith("bert.") for k in state) else ""
+    for layer in range(config["num_hidden_layers"]):
+        attn = f"{prefix}encoder.layer.{layer}.attention"
+        w_q, w_k, w_v = (_split_columns(_array(state, f"{attn}.self.{name}.weight").T, n_head)
+                         for name in ("query", "key", "value"))
+        w_o_t = _split_columns(_array(state, f"{attn}.output.dense.weight"), n_head)  # (d, n_head * r)
+        yield LayerFactors(layer, "QK", w_q, w_k)
+        yield LayerFactors(layer, "OV", w_v, w_o_t)
+
+
+def timm_vit_factors(state: Mapping, config: Mapping) -> Iterator[LayerFactors]:
+    """timm VisionTransformer: fused nn.Linear qkv of shape (3d, d), rows [Q; K; V]; proj of shape (d, d)."""
+    n_head, d = config["n_head"], config["d_model"]
+    for layer in range(config["n_layer"]):
+        qkv = _array(state, f"blocks.{layer}.attn.qkv.weight")  # (3d, d): x @ qkvᵀ
+        w_q, w_k, w_v = (_split_columns(qkv[i * d:(i + 1) * d].T, n_head) for i in range(3))
+        w_o_t = _split_columns(_array(state, f"blocks.{layer}.attn.proj.weight"), n_head)
+        yield LayerFactors(layer, "QK", w_q, w_k)
+        yield LayerFactors(layer, "OV", w_v, w_o_t)
+
+
 def toy_factors(state: Mapping, config: Mapping) -> Iterator[LayerFactors]:
     """The toy Transformer of Fig. 2 (`wdrank.models.toy`): GPT-2's layout without biases."""
     n_head, inner = config["n_head"], config["n_head"] * config["d_head"]
@@ -92,6 +117,8 @@ FACTOR_READERS: dict[str, Callable[[Mapping, Mapping], Iterator[LayerFactors]]] 
     "gpt2": gpt2_factors,
     "llama": llama_factors,
     "mistral": llama_factors,
+    "bert": bert_factors,
+    "timm_vit": timm_vit_factors,
     "toy": toy_factors,
 }
 
@@ -107,8 +134,8 @@ def attention_factors(state: Mapping, config: Mapping) -> Iterator[LayerFactors]
 def factor_spectra_table(factors: Iterator[LayerFactors], rank_thresholds: tuple[float, ...]) -> pd.DataFrame:
     """One row per (layer, head, product) with every statistic of `wdrank.spectra.summarize`.
 
-    Also `gap_relative` = gap / Frobenius side and `nuclear_to_frobenius` = nuclear norm / Frobenius side (1 when
-    weight decay and nuclear-norm regularisation coincide, the paper's Fig. 4).
+    Also, relative to the Frobenius side: `nuclear_to_frobenius` (1 when weight decay and nuclear-norm
+    regularisation coincide, the paper's Fig. 4), `gap_relative` and `balance_relative`.
     """
     frames = []
     for layer_factors in factors:
@@ -124,6 +151,7 @@ def factor_spectra_table(factors: Iterator[LayerFactors], rank_thresholds: tuple
     frobenius = table["frobenius_side"].where(table["frobenius_side"] > 0)
     table["nuclear_to_frobenius"] = table["nuclear_norm"] / frobenius
     table["gap_relative"] = table["gap"] / frobenius
+    table["balance_relative"] = table["balance_discrepancy"] / frobenius
     return table
 
 

@@ -33,7 +33,7 @@ def write_perplexity_tables(runs: pd.DataFrame, prefix: str | Path) -> None:
     markdown = _cells(grid, ("**", "**"))
     header = "| λ_SA \\ λ_MLP | " + " | ".join(f"{c:g}" for c in markdown.columns) + " |"
     lines = [header, "|" + "---|" * (len(markdown.columns) + 1)]
-    lines += [f"| {i:g} | " + " | ".join(row) + " |" for i, row in zip(markdown.index, markdown.values)]
+    lines += [f"| {i:g} | " + " | ".join(row) + " |" for i, row in zip(markdown.index, markdown.values, strict=True)]
     caption = "Test perplexity (mean ± std over seeds, n seeds); best cell in bold."
     with atomic_path(f"{prefix}.md") as tmp:
         tmp.write_text(caption + "\n\n" + "\n".join(lines) + "\n")
@@ -42,7 +42,7 @@ def write_perplexity_tables(runs: pd.DataFrame, prefix: str | Path) -> None:
     body = [r"\begin{tabular}{l" + "c" * len(latex.columns) + "}", r"\toprule",
             r"$\lambda_{SA}$ \textbackslash{} $\lambda_{MLP}$ & " + " & ".join(f"{c:g}" for c in latex.columns)
             + r" \\", r"\midrule"]
-    body += [f"{i:g} & " + " & ".join(row) + r" \\" for i, row in zip(latex.index, latex.values)]
+    body += [f"{i:g} & " + " & ".join(row) + r" \\" for i, row in zip(latex.index, latex.values, strict=True)]
     body += [r"\bottomrule", r"\end{tabular}"]
     with atomic_path(f"{prefix}.tex") as tmp:
         tmp.write_text("% " + caption + " Requires \\usepackage{booktabs}.\n" + "\n".join(body) + "\n")

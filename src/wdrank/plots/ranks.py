@@ -57,7 +57,7 @@ def _line_panels(spectra: pd.DataFrame, x: str, metric: str, hue: str, palette: 
     """Two panels (QK, OV) of `metric` against `x`, one line per value of `hue`."""
     apply_theme()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
-    for ax, product in zip(axes, ("QK", "OV")):
+    for ax, product in zip(axes, ("QK", "OV"), strict=True):
         sns.lineplot(data=spectra[spectra["product"] == product], x=x, y=metric, hue=hue, palette=palette,
                      marker="o", errorbar=errorbar, ax=ax, legend=product == "OV")
         ax.set_ylim(bottom=0)

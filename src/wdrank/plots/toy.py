@@ -61,7 +61,7 @@ def plot_toy(spectra: pd.DataFrame, runs: pd.DataFrame, metric: str, lr: float, 
     axes[1, 1].set_yscale("log")
     axes[1, 1].set_xlabel(r"weight decay $\lambda$ (attention)")
     axes[1, 1].set_ylabel("in-context regression loss (held-out tasks)")
-    for ax, letter in zip(axes.flat, "abcd"):
+    for ax, letter in zip(axes.flat, "abcd", strict=True):
         ax.set_title(f"({letter})", loc="left", fontweight="bold")
     fig.suptitle(f"2-layer attention-only Transformer, in-context linear regression, {optimizer}, "
                  f"lr {lr:g}, {runs['seed'].nunique()} seeds (medians over heads, layers, seeds)")
@@ -73,7 +73,7 @@ def plot_scalar_pair(trajectories: pd.DataFrame, target: tuple[float, float]) ->
     apply_theme()
     fig, axes = plt.subplots(2, 2, figsize=(10, 9), sharex=True, sharey=True)
     lambdas = sorted(trajectories["lambda"].unique())
-    palette = dict(zip(lambdas, sns.color_palette("flare", len(lambdas))))
+    palette = dict(zip(lambdas, sns.color_palette("flare", len(lambdas)), strict=True))
     titles = {"adamw": "AdamW (decoupled decay)", "adam_l2": "Adam + L2 term"}
     for row, parametrisation in enumerate(("plain", "factorised")):
         for col, optimizer in enumerate(("adamw", "adam_l2")):

@@ -1,0 +1,39 @@
+"""Fig. 4: audit a trained model, head by head — is it where L2 and nuclear-norm regularisation coincide?
+
+For every head and product (QK = W_Q W_Kᵀ, OV = W_V W_O) the Frobenius side ½(‖A‖² + ‖B‖²) is compared with the
+nuclear norm ‖A Bᵀ‖_* (ratio 1 when the factors are balanced; the paper finds LLaMA 2, trained with AdamW and weight
+decay 0.1, close to 1), together with the relative balance discrepancy and ranks. Never forms a d x d product.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from wdrank.heads import attention_factors, factor_spectra_table
+from wdrank.weights import open_weights
+
+
+def audit_model(path: str | Path, n_head: int | None = None, rank_thresholds: tuple[float, ...] = (1e-2, 1e-3)
+                ) -> pd.DataFrame:
+    """One row per (layer, head, product) of the model at `path` (see `wdrank.weights.open_weights`)."""
+    state, config = open_weights(path, n_head)
+    return factor_spectra_table(attention_factors(state, config), rank_thresholds)
+
+
+def audit_summary(table: pd.DataFrame, model: str) -> pd.DataFrame:
+    """Per product: median and interquartile range of the nuclear/Frobenius ratio, median relative balance and
+    mean rank as a fraction of the head dimension (first rank column)."""
+    rank_column = next(c for c in table.columns if c.startswith("rank_tol_"))
+    grouped = table.assign(rank_fraction=table[rank_column] / table["head_dim"]).groupby("product")
+    summary = grouped.agg(
+        heads=("head", "size"),
+        median_nuclear_to_frobenius=("nuclear_to_frobenius", "median"),
+        q25_nuclear_to_frobenius=("nuclear_to_frobenius", lambda s: s.quantile(0.25)),
+        q75_nuclear_to_frobenius=("nuclear_to_frobenius", lambda s: s.quantile(0.75)),
+        median_balance_relative=("balance_relative", "median"),
+        mean_rank_fraction=("rank_fraction", "mean"),
+    ).reset_index()
+    summary.insert(0, "model", model)
+    return summary
