@@ -128,6 +128,18 @@ def test_tiny_audit_of_a_packaged_model(tiny_run):
     assert (tiny_run / "results/figures/fig4_audit_all-MiniLM-L6-v2.png").stat().st_size > 20_000
 
 
+@pytest.mark.e2e
+def test_html_report_lists_every_figure(tiny_run):
+    result = snakemake(tiny_run, "--report", str(tiny_run / "report.html"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = (tiny_run / "report.html").read_text()
+    figures = sorted(p.name for p in (tiny_run / "results/figures").glob("*.png"))
+    assert len(figures) == 7  # Fig. 1, three LM figures, Fig. 2, the two-scalar appendix, one audit
+    for name in figures:
+        assert name in report, name
+    assert "{{" not in report  # every caption template was rendered
+
+
 def test_paper_scale_dry_run_lists_the_full_grid(tmp_path):
     (tmp_path / "tiny.yaml").write_text("{}")
     result = snakemake(tmp_path, "-n", "--configfile", str(REPO / "workflow/configs/paper_scale.yaml"))
