@@ -4,6 +4,7 @@ other experiments). Input: a head-spectra table with one row per (run, step, lay
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
 
@@ -32,6 +33,7 @@ def weight_decay_axis(ax, values) -> None:
 def rank_per_head(spectra: pd.DataFrame, wd_column: str, metrics: list[str], title: str) -> plt.Figure:
     """Rows = rank metrics, columns = QK / OV; per-head points (all seeds) and their mean against weight decay."""
     apply_theme()
+    np.random.seed(0)  # seaborn's strip-plot jitter draws from NumPy's global RNG: fixed, the figure is reproducible
     fig, axes = plt.subplots(len(metrics), 2, figsize=(10, 3.6 * len(metrics)), squeeze=False, sharex=True)
     order = sorted(spectra[wd_column].unique())
     for row, metric in enumerate(metrics):
