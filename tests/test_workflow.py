@@ -170,6 +170,21 @@ def test_adding_a_lambda_runs_only_what_depends_on_it(tiny_run):
 
 
 @pytest.mark.e2e
+def test_growing_the_training_sweeps_trains_only_the_new_cells(tiny_run):
+    """A run's params are its own settings only: a new grid value or another figure layer retrains nothing else."""
+    lm, toy = TINY["language_model"], TINY["toy_transformer"]
+    grown = {
+        **TINY,
+        "language_model": {**lm, "sweep": {**lm["sweep"], "wd_attn": [0.0, 3.0, 10.0]}, "figures": {"layer": 0}},
+        "toy_transformer": {**toy, "sweep": {**toy["sweep"], "wd_attn": [0.0, 1.0, 3.0]}},
+    }
+    dry = snakemake(tiny_run, "-n", config=grown)
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    counts = job_counts(dry.stdout)
+    assert (counts["lm_train"], counts["lm_spectra"], counts["toy_run"]) == (1, 1, 1)
+
+
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "bad, key",
     [

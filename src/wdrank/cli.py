@@ -246,7 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     data.set_defaults(handler=_lm_data)
 
     lm = commands.add_parser("lm-train", help="train one language model (resumes from its checkpoints)")
-    lm.add_argument("--settings", required=True, help="the language_model config section as JSON")
+    lm.add_argument("--settings", required=True,
+                    help="JSON with the model and train sections of language_model, and data.vocab_size")
     lm.add_argument("--data-dir", required=True)
     lm.add_argument("--wd-attn", type=float, required=True, help="λ_SA")
     lm.add_argument("--wd-mlp", type=float, required=True, help="λ_MLP")
@@ -272,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     lm_report.set_defaults(handler=_lm_report)
 
     toy = commands.add_parser("toy-run", help="Fig. 2: train one toy Transformer and measure its head spectra")
-    toy.add_argument("--settings", required=True, help="the toy_transformer config section as JSON")
+    toy.add_argument("--settings", required=True, help="JSON with the model and train sections of toy_transformer")
     toy.add_argument("--wd-attn", type=float, required=True)
     toy.add_argument("--seed", type=int, required=True)
     toy.add_argument("--rank-thresholds", type=float, nargs="+", default=[1e-2, 1e-3])

@@ -7,7 +7,16 @@ LM_SPACE = sweep(
     seed=LM["sweep"]["seeds"],
 )
 LM_DATA = "resources/lm/data"
-LM_SETTINGS = json.dumps(LM, sort_keys=True)
+# What one training run depends on, and nothing else: a run's params changing reruns it, so the sweep and the
+# figure options must stay out (adding a grid value must not retrain the existing cells).
+LM_RUN_SETTINGS = json.dumps(
+    {
+        "model": LM["model"],
+        "train": LM["train"],
+        "data": {"vocab_size": LM["data"]["vocab_size"]},
+    },
+    sort_keys=True,
+)
 LM_TABLES = [
     "results/tables/lm_runs.csv",
     "results/tables/lm_head_spectra.csv",
@@ -73,7 +82,7 @@ rule lm_train:
     conda:
         WDRANK_ENV
     params:
-        settings=LM_SETTINGS,
+        settings=LM_RUN_SETTINGS,
         # Checkpoints are not outputs: Snakemake would delete them before a rerun, and a killed run resumes from them.
         checkpoints=f"results/lm/checkpoints/{LM_SPACE.wildcard_pattern}",
     shell:

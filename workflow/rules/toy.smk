@@ -28,7 +28,10 @@ rule toy_run:
     conda:
         WDRANK_ENV
     params:
-        settings=json.dumps(TOY, sort_keys=True),
+        # model and training only: the sweep stays out so that adding a grid value reruns nothing else
+        settings=json.dumps(
+            {"model": TOY["model"], "train": TOY["train"]}, sort_keys=True
+        ),
         rank_thresholds=" ".join(map(str, config["spectra"]["rank_thresholds"])),
         checkpoints=f"results/toy/checkpoints/{TOY_SPACE.wildcard_pattern}",
     shell:
