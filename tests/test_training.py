@@ -130,6 +130,18 @@ def test_run_killed_midway_resumes_to_identical_weights(tiny_corpus, tmp_path):
     assert logged_steps == sorted(set(logged_steps)) and logged_steps[-1] == steps
 
 
+def test_resume_drops_a_metrics_line_cut_short_by_a_kill(tiny_corpus, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run(train_command(tiny_corpus, tmp_path, 20, 10), check=True, env=env, capture_output=True)
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    complete = metrics.read_text()
+    (tmp_path / "ckpt" / "step_000020").rename(tmp_path / "ckpt" / ".discarded")  # resume from step 10
+    metrics.write_text(complete + '{"step": 21, "train_lo')  # what a SIGKILL in mid-write leaves
+    subprocess.run(train_command(tiny_corpus, tmp_path, 20, 10), check=True, env=env, capture_output=True)
+    resumed = metrics.read_text()
+    assert resumed == complete  # same lines, same values: the partial line is gone and nothing is duplicated
+
+
 def test_diverging_run_fails_clearly_and_writes_no_summary(tiny_corpus, tmp_path):
     command = train_command(tiny_corpus, tmp_path, 50, 0)
     settings = json.loads(command[command.index("--settings") + 1])

@@ -56,11 +56,15 @@ class Schedule:
 
 
 def _truncate_metrics(path: Path, after_step: int) -> None:
-    """Drop metric lines logged after `after_step` (they belong to work a resume repeats)."""
+    """Drop metric lines logged after `after_step` (they belong to work a resume repeats), and a last line cut
+    short by a kill in mid-write."""
     if not path.exists():
         return
-    kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= after_step]
-    path.write_text("".join(line + "\n" for line in kept))
+    lines = path.read_text().splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines.pop()  # every complete line ends in a newline: this one was being written when the job died
+    kept = [line for line in lines if json.loads(line)["step"] <= after_step]
+    path.write_text("".join(kept))
 
 
 def train(model: nn.Module, optimizer: torch.optim.Optimizer, task: Task, schedule: Schedule,
