@@ -39,6 +39,8 @@ def test_default_config_file_is_valid(default_config):
         ({"factorized": {"lambdas": []}}, r"'factorized\.lambdas': got \[\], allowed: a list of at least 1"),
         ({"factorized": {"trajectory_lambda": 0.3}}, r"'factorized\.trajectory_lambda': got 0\.3, allowed: one of factorized\.lambdas"),
         ({"factorized": {"seeds": [0, 0]}}, r"'factorized\.seeds': values must be distinct"),
+        ({"language_model": {"sweep": {"wd_mlp": [0.1, 0.1]}}}, r"'language_model\.sweep\.wd_mlp': values must be distinct"),
+        ({"toy_transformer": {"sweep": {"seeds": [1, 1]}}}, r"'toy_transformer\.sweep\.seeds': values must be distinct"),
     ],
 )
 def test_bad_values_name_the_key_and_what_is_allowed(schema, config, expected):

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from conftest import REPO
+from wdrank.aggregate import read_run_settings
 
 TINY = {
     "factorized": {"lambdas": [0.0, 0.4], "seeds": [0], "steps": 3000, "record_points": 20},
@@ -79,6 +80,8 @@ def test_tiny_run_produces_sane_figure_and_table(tiny_run):
         assert figure.read_bytes()[:4] == magic and figure.stat().st_size > 20_000
     assert (tiny_run / "logs/factorized_run/lam~0.4/seed~0.log").exists()
     assert (tiny_run / "logs/factorized_run/lam~0.4/seed~0.benchmark.tsv").exists()
+    settings = read_run_settings(tiny_run / "results/factorized/runs/lam~0.4/seed~0.parquet")
+    assert settings["lam"] == 0.4 and settings["steps"] == 3000 and settings["experiment"] == "factorized"
 
 
 @pytest.mark.e2e

@@ -6,7 +6,7 @@ a folder that looks finished):
     <checkpoint_dir>/step_000400/
         model.safetensors, config.json   # `from_pretrained` loads these (transformers models)
         optimizer.pt                      # optimizer + scheduler state, read with torch.load(weights_only=True)
-        trainer_state.json                # {"step": 400, ...}
+        trainer_state.json                # {"step": 400}
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def checkpoint_name(step: int) -> str:
 
 
 def save_checkpoint(directory: str | Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer | None,
-                    scheduler: Any | None, extra: dict | None = None) -> Path:
+                    scheduler: Any | None) -> Path:
     """Write the checkpoint of `step` atomically; returns its folder."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -51,7 +51,7 @@ def save_checkpoint(directory: str | Path, step: int, model: nn.Module, optimize
         if optimizer is not None:
             torch.save({"optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict() if scheduler is not None else None}, tmp / OPTIMIZER)
-        (tmp / STATE).write_text(json.dumps({"step": step, **(extra or {})}))
+        (tmp / STATE).write_text(json.dumps({"step": step}))
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)

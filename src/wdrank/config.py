@@ -8,7 +8,7 @@ The schema (workflow/schemas/config.schema.yaml) gives every key a type, a descr
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +81,22 @@ def fill_defaults(config: dict[str, Any], schema: dict[str, Any]) -> dict[str, A
     return filled
 
 
+SWEEP_AXES = (
+    ("factorized", "lambdas"), ("factorized", "seeds"),
+    ("language_model", "sweep", "wd_attn"), ("language_model", "sweep", "wd_mlp"), ("language_model", "sweep", "seeds"),
+    ("toy_transformer", "sweep", "wd_attn"), ("toy_transformer", "sweep", "seeds"),
+)
+
+
+def _sweep_axes(config: dict[str, Any]) -> Iterator[tuple[str, list]]:
+    """(dotted key, values) of every sweep axis: each value becomes jobs, so values must be distinct."""
+    for path in SWEEP_AXES:
+        node = config
+        for part in path:
+            node = node.get(part, {}) if isinstance(node, dict) else {}
+        yield ".".join(path), node if isinstance(node, list) else []
+
+
 def _semantic_errors(config: dict[str, Any]) -> list[str]:
     """Checks a JSON schema cannot express: values that must refer to other values."""
     errors = []
@@ -90,10 +106,9 @@ def _semantic_errors(config: dict[str, Any]) -> list[str]:
             f"config key 'factorized.trajectory_lambda': got {factorized.get('trajectory_lambda')!r}, "
             f"allowed: one of factorized.lambdas {factorized.get('lambdas')}"
         )
-    for section, values in (("factorized.lambdas", factorized.get("lambdas", [])),
-                            ("factorized.seeds", factorized.get("seeds", []))):
+    for key, values in _sweep_axes(config):
         if len(set(values)) != len(values):
-            errors.append(f"config key '{section}': values must be distinct, got {values}")
+            errors.append(f"config key '{key}': values must be distinct, got {values}")
     lm = config.get("language_model", {})
     model, sweep, figures = lm.get("model", {}), lm.get("sweep", {}), lm.get("figures", {})
     if model.get("n_embd", 1) % model.get("n_head", 1):
@@ -113,10 +128,6 @@ def _semantic_errors(config: dict[str, Any]) -> list[str]:
         errors.append("config key 'language_model.data.dataset_path': required when data.source is 'datasets'")
     if lm.get("enabled") and data.get("source") == "text_files" and not data.get("text_files"):
         errors.append("config key 'language_model.data.text_files': required when data.source is 'text_files'")
-    for key in ("wd_attn", "wd_mlp", "seeds"):
-        values = sweep.get(key, [])
-        if len(set(values)) != len(values):
-            errors.append(f"config key 'language_model.sweep.{key}': values must be distinct, got {values}")
     return errors
 
 

@@ -4,8 +4,9 @@ For head h of a layer (d = d_model, r = d_head), both attention products are M =
 - QK: M_QK = W_Q^h (W_K^h)ᵀ, the bilinear form of the attention scores x_i M_QK x_jᵀ (paper: W_Kᵀ W_Q);
 - OV: M_OV = W_V^h W_O^h, what head h writes to the residual stream per attended token (paper: P W_V);
   A = W_V^h (d x r) and B = (W_O^h)ᵀ (d x r), so ‖AᵀA − BᵀB‖ = ‖W_VᵀW_V − W_O W_Oᵀ‖.
-Biases are not part of the products. Supported here: GPT-2, LLaMA / Mistral (grouped KV heads: query head h uses KV head h // (n_head / n_kv_head))
-and BERT as written by `transformers`, timm's VisionTransformer, and the toy Transformer of Fig. 2.
+Biases are not part of the products. Supported here: GPT-2, LLaMA / Mistral (grouped KV heads: query head h
+uses KV head h // (n_head / n_kv_head)) and BERT as written by `transformers`, timm's VisionTransformer, and the
+toy Transformer of Fig. 2.
 """
 
 from __future__ import annotations
@@ -19,9 +20,6 @@ import numpy as np
 import pandas as pd
 
 from wdrank import spectra
-
-PRODUCTS = ("QK", "OV")
-
 
 @dataclass(frozen=True)
 class LayerFactors:
