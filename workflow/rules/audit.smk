@@ -54,7 +54,7 @@ rule audit_model:
     params:
         path=audit_model_path,
         options=audit_options,
-        rank_thresholds=" ".join(map(str, config["spectra"]["rank_thresholds"])),
+        rank_thresholds=RANK_THRESHOLDS,
     shell:
         "python -m wdrank audit {params.path:q} --name {wildcards.model} {params.options}"
         " --rank-thresholds {params.rank_thresholds} --tables $(dirname {output.table})"

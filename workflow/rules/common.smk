@@ -1,8 +1,13 @@
 import pandas as pd
 from snakemake.utils import Paramspace
 
+from wdrank.spectra import rank_column
+
 # One environment for every rule; it agrees with pyproject.toml (tests/test_packaging.py).
 WDRANK_ENV = "../../envs/wdrank.yaml"
+# Rank thresholds as command-line arguments, and the rank column the figures show (the first threshold).
+RANK_THRESHOLDS = " ".join(map(str, config["spectra"]["rank_thresholds"]))
+RANK_METRIC = rank_column(config["spectra"]["rank_thresholds"][0])
 
 
 def sweep(**axes):
@@ -53,6 +58,7 @@ def audit_model_path(wildcards, input):
 
 
 def audit_options(wildcards):
+    """The audit command's optional arguments: the figure note, and the head count where the format lacks it."""
     spec = AUDIT_PACKAGED.get(wildcards.model) or AUDIT_LOCAL[wildcards.model]
     options = f"--note {shlex.quote(spec.get('note', ''))}"
     if spec.get("n_head"):

@@ -22,7 +22,7 @@ rule factorized_run:
         WDRANK_ENV
     params:
         targets=" ".join(map(str, FACTORIZED["targets"])),
-        rank_thresholds=" ".join(map(str, config["spectra"]["rank_thresholds"])),
+        rank_thresholds=RANK_THRESHOLDS,
         lr=FACTORIZED["lr"],
         steps=FACTORIZED["steps"],
         record_points=FACTORIZED["record_points"],

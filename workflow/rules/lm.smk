@@ -103,7 +103,7 @@ rule lm_spectra:
     conda:
         WDRANK_ENV
     params:
-        rank_thresholds=" ".join(map(str, config["spectra"]["rank_thresholds"])),
+        rank_thresholds=RANK_THRESHOLDS,
     shell:
         "python -m wdrank lm-spectra --summary {input} --rank-thresholds {params.rank_thresholds}"
         " --out {output} > {log} 2>&1"
@@ -146,7 +146,7 @@ rule lm_report:
             if LM["figures"]["wd_mlp"] is None
             else f"--wd-mlp {LM['figures']['wd_mlp']}"
         ),
-        rank_metric=f"rank_tol_{config['spectra']['rank_thresholds'][0]:g}",
+        rank_metric=RANK_METRIC,
     shell:
         "python -m wdrank lm-report --summaries {input.summaries} --spectra {input.spectra}"
         " {params.layer} {params.wd_mlp} --rank-metric {params.rank_metric}"

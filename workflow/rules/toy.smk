@@ -32,7 +32,7 @@ rule toy_run:
         settings=json.dumps(
             {"model": TOY["model"], "train": TOY["train"]}, sort_keys=True
         ),
-        rank_thresholds=" ".join(map(str, config["spectra"]["rank_thresholds"])),
+        rank_thresholds=RANK_THRESHOLDS,
         checkpoints=f"results/toy/checkpoints/{TOY_SPACE.wildcard_pattern}",
     shell:
         "python -m wdrank toy-run --settings {params.settings:q} --wd-attn {wildcards.wd_attn}"
@@ -64,7 +64,7 @@ rule toy_report:
     conda:
         WDRANK_ENV
     params:
-        rank_metric=f"rank_tol_{config['spectra']['rank_thresholds'][0]:g}",
+        rank_metric=RANK_METRIC,
     shell:
         "python -m wdrank toy-report --summaries {input.summaries} --spectra {input.spectra}"
         " --rank-metric {params.rank_metric} --tables results/tables --figures results/figures"
