@@ -41,6 +41,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/factorized.smk"
 include: "workflow/rules/lm.smk"
 include: "workflow/rules/toy.smk"
+include: "workflow/rules/vit.smk"
 include: "workflow/rules/audit.smk"
 
 
@@ -48,6 +49,7 @@ include: "workflow/rules/audit.smk"
 localrules:
     all,
     lm_corpus,
+    vit_mnist,
     audit_fetch,
 
 

@@ -31,7 +31,7 @@ def test_default_config_file_is_valid(default_config):
     [
         ({"factorized": {"lambdas": [0.1, -0.5]}}, r"config key 'factorized\.lambdas\[1\]': got -0\.5, allowed: a number >= 0"),
         ({"factorized": {"lambdass": [0.1]}}, r"config key 'factorized\.lambdass' is not known \(allowed keys here: .*lambdas"),
-        ({"factorised": {}}, r"config key 'factorised' is not known \(allowed keys here: audit, factorized, language_model, scalar_pair, spectra, toy_transformer"),
+        ({"factorised": {}}, r"config key 'factorised' is not known \(allowed keys here: audit, factorized, language_model, scalar_pair, spectra, toy_transformer, vision_transformer"),
         ({"factorized": {"steps": "many"}}, r"config key 'factorized\.steps': got 'many', allowed: an integer >= 1"),
         ({"factorized": {"steps": 10.5}}, r"'factorized\.steps': got 10\.5, allowed: an integer"),
         ({"factorized": {"enabled": "yes"}}, r"'factorized\.enabled': got 'yes', allowed: true or false"),
@@ -41,6 +41,11 @@ def test_default_config_file_is_valid(default_config):
         ({"factorized": {"seeds": [0, 0]}}, r"'factorized\.seeds': values must be distinct"),
         ({"language_model": {"sweep": {"wd_mlp": [0.1, 0.1]}}}, r"'language_model\.sweep\.wd_mlp': values must be distinct"),
         ({"toy_transformer": {"sweep": {"seeds": [1, 1]}}}, r"'toy_transformer\.sweep\.seeds': values must be distinct"),
+        ({"vision_transformer": {"sweep": {"wd_attn": [1, 1]}}}, r"'vision_transformer\.sweep\.wd_attn': values must be distinct"),
+        ({"vision_transformer": {"model": {"patch_size": 5}}}, r"'vision_transformer\.model\.patch_size': got 5, allowed: a divisor of the image size 28"),
+        ({"vision_transformer": {"model": {"embed_dim": 30}}}, r"'vision_transformer\.model\.embed_dim': got 30, allowed: a multiple of"),
+        ({"vision_transformer": {"data": {"source": "datasets", "image_size": 28}}}, r"'vision_transformer\.data\.dataset_path': required"),
+        ({"vision_transformer": {"data": {"source": "cifar"}}}, r"'vision_transformer\.data\.source': got 'cifar', allowed: one of"),
     ],
 )
 def test_bad_values_name_the_key_and_what_is_allowed(schema, config, expected):

@@ -23,6 +23,12 @@ TINY = {
                   "checkpoint_every": 10},
         "sweep": {"wd_attn": [0.0, 3.0], "wd_mlp": [0.1], "seeds": [0]},
     },
+    "vision_transformer": {
+        "model": {"patch_size": 7, "depth": 2, "embed_dim": 32, "n_head": 2},
+        "train": {"steps": 150, "batch_size": 64, "lr": 0.005, "warmup_steps": 10, "eval_every": 50,
+                  "checkpoint_every": 50},
+        "sweep": {"wd_attn": [0.0, 10.0], "seeds": [0]},
+    },
     "toy_transformer": {
         "model": {"x_dim": 2, "n_layer": 2, "d_model": 8, "n_head": 2, "d_head": 4},
         "train": {"steps": 60, "batch_size": 16, "context": 6, "record_points": 5, "eval_size": 64},
@@ -123,6 +129,21 @@ def test_tiny_toy_transformer_and_scalar_pair(tiny_run):
 
 
 @pytest.mark.e2e
+def test_tiny_vision_transformer_sweep(tiny_run):
+    runs = pd.read_csv(tiny_run / "results/tables/vit_runs.csv")
+    assert sorted(runs["wd_attn"]) == [0.0, 10.0] and (runs["test_accuracy"] > 0.2).all()  # chance: 0.1
+    spectra = pd.read_csv(tiny_run / "results/tables/vit_head_spectra.csv")
+    assert sorted(spectra["step"].unique()) == [0, 50, 100, 150] and len(spectra) == 2 * 4 * 2 * 2 * 2
+    summary = pd.read_csv(tiny_run / "results/tables/fig3_vit_rank.csv")
+    assert list(summary["wd_attn"]) == [0.0, 10.0] and (summary["n_seeds"] == 1).all()
+    assert summary["OV_rank_tol_0.01_mean"].iloc[1] < summary["OV_rank_tol_0.01_mean"].iloc[0]
+    manifest = json.loads((tiny_run / "resources/vit/mnist_5k/manifest.json").read_text())
+    assert manifest["sizes"] == {"train": 4000, "test": 1000} and manifest["num_classes"] == 10
+    for name in ("fig3_vit_rank", "figA_vit_rank_heatmap"):
+        assert (tiny_run / f"results/figures/{name}.png").stat().st_size > 20_000
+
+
+@pytest.mark.e2e
 def test_tiny_audit_of_a_packaged_model(tiny_run):
     table = pd.read_csv(tiny_run / "results/tables/audit_all-MiniLM-L6-v2.csv")
     assert len(table) == 6 * 12 * 2 and (table["nuclear_to_frobenius"] <= 1 + 1e-9).all()
@@ -137,7 +158,7 @@ def test_html_report_lists_every_figure(tiny_run):
     assert result.returncode == 0, result.stderr[-3000:]
     report = (tiny_run / "report.html").read_text()
     figures = sorted(p.name for p in (tiny_run / "results/figures").glob("*.png"))
-    assert len(figures) == 7  # Fig. 1, three LM figures, Fig. 2, the two-scalar appendix, one audit
+    assert len(figures) == 9  # Fig. 1, three LM figures, two ViT figures, Fig. 2, the two-scalar appendix, one audit
     for name in figures:
         assert name in report, name
     assert "{{" not in report  # every caption template was rendered
@@ -150,6 +171,7 @@ def test_paper_scale_dry_run_lists_the_full_grid(tmp_path):
     counts = job_counts(result.stdout)
     assert counts["lm_train"] == 4 * 3 * 5 and counts["lm_spectra"] == 60 and counts["lm_data"] == 1
     assert "lm_corpus" not in counts  # the Pile is streamed through datasets
+    assert counts["vit_train"] == 5 * 3 and counts["vit_data"] == 1 and "vit_mnist" not in counts  # ImageNet
 
 
 @pytest.mark.e2e

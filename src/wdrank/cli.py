@@ -193,6 +193,47 @@ def _audit_summary(args: argparse.Namespace) -> None:
     write_csv(pd.concat([audit_summary(t, t["model"].iloc[0]) for t in tables], ignore_index=True), args.out)
 
 
+def _vit_data(args: argparse.Namespace) -> None:
+    from wdrank.data.images import prepare_images
+
+    manifest = prepare_images(json.loads(args.settings)["data"], args.out_dir, args.mnist_csv)
+    print(json.dumps(manifest))
+
+
+def _vit_train(args: argparse.Namespace) -> None:
+    from wdrank.experiments.vit import run_vit, settings_from_config
+
+    _torch_single_threaded()
+    manifest = json.loads((Path(args.data_dir) / "manifest.json").read_text())
+    shape, training, augmentation = settings_from_config(json.loads(args.settings), manifest)
+    summary = run_vit(args.data_dir, shape, training, augmentation, args.wd_attn, args.seed, args.run_dir,
+                      args.checkpoint_dir, tuple(args.rank_thresholds))
+    print(f"test accuracy {summary['test_accuracy']:.4f}")
+
+
+def _vit_report(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from wdrank.aggregate import concat_run_tables, write_csv
+    from wdrank.plots.style import save_figure
+    from wdrank.plots.vit import plot_vit_heatmap, plot_vit_rank, run_means
+    from wdrank.tables import rank_accuracy_table
+
+    keys = ("wd_attn", "wd_mlp", "seed", "test_accuracy", "test_loss", "parameters", "train_seconds_this_session")
+    runs = pd.DataFrame([{k: json.loads(Path(p).read_text())[k] for k in keys} for p in args.summaries])
+    spectra = concat_run_tables(args.spectra)
+    metric = args.rank_metric
+    write_csv(runs, f"{args.tables}/vit_runs.csv")
+    write_csv(spectra, f"{args.tables}/vit_head_spectra.csv")
+    write_csv(rank_accuracy_table(run_means(spectra, metric), runs, metric), f"{args.tables}/fig3_vit_rank.csv")
+    where = (rf"$\lambda_{{MLP}}={runs['wd_mlp'].iloc[0]:g}$, step {spectra['step'].max()}, "
+             f"{runs['seed'].nunique()} seeds")
+    save_figure(plot_vit_rank(spectra, runs, metric, f"ViT, all heads and layers, {where}"),
+                *_figure(args.figures, "fig3_vit_rank"))
+    save_figure(plot_vit_heatmap(spectra, metric, f"ViT, mean rank per layer, {where}"),
+                *_figure(args.figures, "figA_vit_rank_heatmap"))
+
+
 def _figure(directory: str, name: str) -> tuple[str, str]:
     return f"{directory}/{name}.pdf", f"{directory}/{name}.png"
 
@@ -288,6 +329,31 @@ def build_parser() -> argparse.ArgumentParser:
     toy_report.add_argument("--tables", required=True)
     toy_report.add_argument("--figures", required=True)
     toy_report.set_defaults(handler=_toy_report)
+
+    vit_data = commands.add_parser("vit-data", help="ViT: read an image source, split it, write uint8 arrays")
+    vit_data.add_argument("--settings", required=True, help="JSON with the vision_transformer data section")
+    vit_data.add_argument("--mnist-csv", help="the fetched mnist_5k.csv.gz (source: mnist_5k)")
+    vit_data.add_argument("--out-dir", required=True)
+    vit_data.set_defaults(handler=_vit_data)
+
+    vit = commands.add_parser("vit-train", help="train one ViT and measure its head spectra (resumes)")
+    vit.add_argument("--settings", required=True,
+                     help="JSON with the model and train sections of vision_transformer, and data.augmentation")
+    vit.add_argument("--data-dir", required=True, help="the folder vit-data wrote")
+    vit.add_argument("--wd-attn", type=float, required=True, help="weight decay of the attention weights")
+    vit.add_argument("--seed", type=int, required=True)
+    vit.add_argument("--rank-thresholds", type=float, nargs="+", default=[1e-2, 1e-3])
+    vit.add_argument("--run-dir", required=True, help="metrics.jsonl, summary.json and spectra.parquet go here")
+    vit.add_argument("--checkpoint-dir", required=True)
+    vit.set_defaults(handler=_vit_train)
+
+    vit_report = commands.add_parser("vit-report", help="ViT tables and figures from every run")
+    vit_report.add_argument("--summaries", nargs="+", required=True)
+    vit_report.add_argument("--spectra", nargs="+", required=True)
+    vit_report.add_argument("--rank-metric", default="rank_tol_0.01")
+    vit_report.add_argument("--tables", required=True, help="folder of the tables")
+    vit_report.add_argument("--figures", required=True, help="folder of the figures")
+    vit_report.set_defaults(handler=_vit_report)
 
     pair = commands.add_parser("scalar-pair", help="appendix: two scalars, plain vs factorised, AdamW vs Adam+L2")
     pair.add_argument("--lambdas", type=float, nargs="+", required=True)

@@ -85,6 +85,7 @@ SWEEP_AXES = (
     ("factorized", "lambdas"), ("factorized", "seeds"),
     ("language_model", "sweep", "wd_attn"), ("language_model", "sweep", "wd_mlp"), ("language_model", "sweep", "seeds"),
     ("toy_transformer", "sweep", "wd_attn"), ("toy_transformer", "sweep", "seeds"),
+    ("vision_transformer", "sweep", "wd_attn"), ("vision_transformer", "sweep", "seeds"),
 )
 
 
@@ -128,6 +129,17 @@ def _semantic_errors(config: dict[str, Any]) -> list[str]:
         errors.append("config key 'language_model.data.dataset_path': required when data.source is 'datasets'")
     if lm.get("enabled") and data.get("source") == "text_files" and not data.get("text_files"):
         errors.append("config key 'language_model.data.text_files': required when data.source is 'text_files'")
+    vit = config.get("vision_transformer", {})
+    vit_model, vit_data = vit.get("model", {}), vit.get("data", {})
+    if vit_model.get("embed_dim", 1) % vit_model.get("n_head", 1):
+        errors.append(f"config key 'vision_transformer.model.embed_dim': got {vit_model['embed_dim']}, allowed: a "
+                      f"multiple of vision_transformer.model.n_head ({vit_model['n_head']})")
+    native_size = {"mnist_5k": 28, "fashion_mnist": 28}.get(vit_data.get("source"), vit_data.get("image_size"))
+    if native_size and native_size % vit_model.get("patch_size", 1):
+        errors.append(f"config key 'vision_transformer.model.patch_size': got {vit_model['patch_size']}, allowed: "
+                      f"a divisor of the image size {native_size}")
+    if vit.get("enabled") and vit_data.get("source") == "datasets" and not vit_data.get("dataset_path"):
+        errors.append("config key 'vision_transformer.data.dataset_path': required when data.source is 'datasets'")
     return errors
 
 

@@ -46,3 +46,15 @@ def write_perplexity_tables(runs: pd.DataFrame, prefix: str | Path) -> None:
     body += [r"\bottomrule", r"\end{tabular}"]
     with atomic_path(f"{prefix}.tex") as tmp:
         tmp.write_text("% " + caption + " Requires \\usepackage{booktabs}.\n" + "\n".join(body) + "\n")
+
+
+def rank_accuracy_table(means: pd.DataFrame, runs: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Per λ: mean and std over seeds of the per-run mean QK and OV rank (`means`: one row per run and product)
+    and of test accuracy (`runs`: one row per run)."""
+    wide = means.pivot_table(index=["wd_attn", "seed"], columns="product", values=metric).reset_index()
+    wide = wide.rename(columns={"QK": f"QK_{metric}", "OV": f"OV_{metric}"})
+    merged = wide.merge(runs[["wd_attn", "seed", "test_accuracy"]], on=["wd_attn", "seed"])
+    columns = [f"QK_{metric}", f"OV_{metric}", "test_accuracy"]
+    table = merged.groupby("wd_attn")[columns].agg(["mean", "std"])
+    table.columns = [f"{column}_{stat}" for column, stat in table.columns]
+    return table.fillna(0.0).assign(n_seeds=merged.groupby("wd_attn").size()).reset_index()

@@ -55,6 +55,12 @@ class Schedule:
         return sorted(set(self.checkpoint_steps) | {self.steps})
 
 
+def every_n_steps(steps: int, interval: int) -> tuple[int, ...]:
+    """Checkpoint steps 0, interval, 2·interval, … ≤ steps (only 0 when interval is 0); the last step is always
+    saved by the schedule besides these."""
+    return tuple(range(0, steps + 1, interval)) if interval else (0,)
+
+
 def _truncate_metrics(path: Path, after_step: int) -> None:
     """Drop metric lines logged after `after_step` (they belong to work a resume repeats), and a last line cut
     short by a kill in mid-write."""

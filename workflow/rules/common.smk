@@ -30,6 +30,8 @@ def get_final_output():
         targets += TOY_OUTPUTS
     if config["scalar_pair"]["enabled"]:
         targets += PAIR_OUTPUTS
+    if config["vision_transformer"]["enabled"]:
+        targets += VIT_OUTPUTS
     if config["audit"]["enabled"]:
         targets += AUDIT_OUTPUTS
     return targets
@@ -39,6 +41,13 @@ def lm_corpus_input(wildcards):
     """The fetched Shakespeare texts, when they are the source."""
     if config["language_model"]["data"]["source"] == "shakespeare":
         return {"corpus": "resources/lm/shakespeare"}
+    return {}
+
+
+def vit_data_input(wildcards):
+    """The fetched MNIST digits, when they are the source."""
+    if config["vision_transformer"]["data"]["source"] == "mnist_5k":
+        return {"mnist": "resources/vit/mnist_5k.csv.gz"}
     return {}
 
 

@@ -24,7 +24,7 @@ from wdrank.data.text import load_tokens
 from wdrank.io import atomic_path
 from wdrank.models.lm import LMShape, build_lm
 from wdrank.optim import WeightDecays, build_optimizer
-from wdrank.train import Schedule, train
+from wdrank.train import Schedule, every_n_steps, train
 
 
 @dataclass(frozen=True)
@@ -120,11 +120,10 @@ def run_lm(data_dir: str | Path, shape: LMShape, training: LMTraining, decays: W
     tokens = {split: load_tokens(data_dir / f"{split}.bin", vocab_size) for split in ("train", "validation", "test")}
     model = build_lm(shape, seed)
     optimizer = build_optimizer(model, decays, training.lr, (training.beta1, training.beta2), training.eps)
-    every = training.checkpoint_every
     schedule = Schedule(
         steps=training.steps, warmup_steps=training.warmup_steps, min_lr_ratio=training.min_lr_ratio,
         grad_clip=training.grad_clip, eval_every=training.eval_every,
-        checkpoint_steps=tuple(range(0, training.steps + 1, every)) if every else (0,),
+        checkpoint_steps=every_n_steps(training.steps, training.checkpoint_every),
     )
     task = LMTask(tokens["train"], tokens["validation"], shape.context, training.batch_size, seed,
                   training.eval_batches)

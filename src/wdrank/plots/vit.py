@@ -1,0 +1,58 @@
+"""ViT figures (paper Fig. 3 right): mean rank over all heads and layers against the attention weight decay,
+with test accuracy beside it, and a layer x λ heat map of the mean rank."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+from wdrank.plots.ranks import PRODUCT_LABELS, metric_label, weight_decay_axis
+from wdrank.plots.style import apply_theme
+
+LAMBDA_LABEL = r"attention weight decay $\lambda$"
+
+
+def run_means(spectra: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """One row per (run, product): `metric` averaged over every head and layer at the final checkpoint."""
+    final = spectra[spectra["step"] == spectra["step"].max()]
+    return final.groupby(["wd_attn", "seed", "product"], as_index=False)[metric].mean()
+
+
+def plot_vit_rank(spectra: pd.DataFrame, runs: pd.DataFrame, metric: str, title: str) -> plt.Figure:
+    """QK and OV mean rank, and test accuracy, against λ; dots are seeds, lines their mean with ± 1 std bars."""
+    apply_theme()
+    means = run_means(spectra, metric)
+    top = spectra["head_dim"].max()  # the largest possible rank
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    rank_label = metric_label(metric) + "\nmean over all heads and layers"
+    panels = [(means[means["product"] == "QK"], metric, PRODUCT_LABELS["QK"], rank_label, top),
+              (means[means["product"] == "OV"], metric, PRODUCT_LABELS["OV"], "", top),
+              (runs.assign(test_accuracy=100 * runs["test_accuracy"]), "test_accuracy", "test accuracy",
+               "test accuracy (%)", 100)]
+    for ax, (data, column, panel_title, ylabel, upper) in zip(axes, panels, strict=True):
+        sns.lineplot(data=data, x="wd_attn", y=column, errorbar="sd", err_style="bars", marker="o", color="black",
+                     ax=ax)
+        sns.scatterplot(data=data, x="wd_attn", y=column, color="tab:blue", alpha=0.5, s=25, ax=ax, legend=False)
+        weight_decay_axis(ax, data["wd_attn"].unique())
+        ax.set_ylim(0, upper * 1.04)
+        ax.set(title=panel_title, xlabel=LAMBDA_LABEL, ylabel=ylabel)
+    fig.suptitle(title)
+    return fig
+
+
+def plot_vit_heatmap(spectra: pd.DataFrame, metric: str, title: str) -> plt.Figure:
+    """Mean rank over heads and seeds at the final checkpoint, layer x λ, for QK and OV (annotated cells)."""
+    apply_theme()
+    final = spectra[spectra["step"] == spectra["step"].max()]
+    upper = final["head_dim"].max()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.5 * final["layer"].nunique() + 2.2))
+    for ax, product in zip(axes, ("QK", "OV"), strict=True):
+        grid = final[final["product"] == product].pivot_table(index="layer", columns="wd_attn", values=metric,
+                                                              aggfunc="mean")
+        sns.heatmap(grid, annot=True, fmt=".1f", cmap="viridis", vmin=0, vmax=upper, ax=ax,
+                    cbar_kws={"label": metric_label(metric)})
+        ax.set_xticklabels([f"{v:g}" for v in grid.columns])
+        ax.set(title=PRODUCT_LABELS[product], xlabel=LAMBDA_LABEL, ylabel="layer")
+    fig.suptitle(title)
+    return fig

@@ -1,0 +1,148 @@
+"""ViT experiment: image readers and split, batches and augmentation, the timm model's head split and roles,
+and a short training run that must learn."""
+
+import gzip
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from test_audit import factor_attention, zero_biases_and_sharpen
+from wdrank.data.images import (
+    ImageSplit, augment, epoch_indices, load_split, prepare_images, read_idx, read_idx_folder, read_mnist_5k,
+    stratified_split,
+)
+from wdrank.experiments.vit import Augmentation, ViTTraining, run_vit
+from wdrank.heads import attention_factors
+from wdrank.models.vit import ViTShape, build_vit
+from wdrank.optim import parameter_role
+
+
+def write_idx(path, array, compress):
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    (gzip.open if compress else open)(path, "wb").write(header + array.astype(np.uint8).tobytes())
+
+
+def write_mnist_csv(path, images, labels):
+    rows = np.concatenate([images.reshape(len(images), -1), labels[:, None]], axis=1)
+    with gzip.open(path, "wt") as handle:
+        np.savetxt(handle, rows, fmt="%d", delimiter=",")
+
+
+def test_idx_round_trip_gzipped_or_not_and_truncation_named(tmp_path):
+    array = np.random.default_rng(0).integers(0, 256, (7, 5, 3))
+    for compress, name in ((True, "a.gz"), (False, "a")):
+        write_idx(tmp_path / name, array, compress)
+        np.testing.assert_array_equal(read_idx(tmp_path / name), array)
+    (tmp_path / "cut").write_bytes((tmp_path / "a").read_bytes()[:-10])
+    with pytest.raises(ValueError, match=r"cut: header promises shape \(7, 5, 3\)"):
+        read_idx(tmp_path / "cut")
+    (tmp_path / "png").write_bytes(b"\x89PNG....")
+    with pytest.raises(ValueError, match="png: not an IDX file"):
+        read_idx(tmp_path / "png")
+
+
+def test_fashion_mnist_layout_read_and_missing_file_named(tmp_path):
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 6), ("t10k", 4)):
+        write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)), True)
+        write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, n), False)
+    splits = read_idx_folder(tmp_path)
+    assert splits["train"].images.shape == (6, 1, 28, 28) and splits["test"].labels.shape == (4,)
+    (tmp_path / "t10k-labels-idx1-ubyte").unlink()
+    with pytest.raises(FileNotFoundError, match="t10k-labels-idx1-ubyte.gz exists"):
+        read_idx_folder(tmp_path)
+
+
+def test_stratified_split_is_fixed_disjoint_and_per_class():
+    labels = np.repeat(np.arange(4), 25)
+    images = np.arange(100, dtype=np.uint8).reshape(100, 1, 1, 1)
+    splits = stratified_split(ImageSplit(images, labels), 0.2, seed=3)
+    assert np.bincount(splits["test"].labels).tolist() == [5, 5, 5, 5]
+    assert not set(splits["train"].images.ravel()) & set(splits["test"].images.ravel())
+    again = stratified_split(ImageSplit(images, labels), 0.2, seed=3)
+    np.testing.assert_array_equal(again["test"].images, splits["test"].images)
+    assert not np.array_equal(stratified_split(ImageSplit(images, labels), 0.2, seed=4)["test"].images,
+                              splits["test"].images)
+
+
+def test_batches_cover_each_epoch_once_and_depend_only_on_seed_and_step():
+    n, batch = 10, 4
+    stream = np.concatenate([epoch_indices(n, batch, seed=1, step=s) for s in range(5)])  # 2 epochs
+    assert sorted(stream[:10]) == list(range(10)) and sorted(stream[10:20]) == list(range(10))
+    np.testing.assert_array_equal(epoch_indices(n, batch, 1, 3), stream[12:16])
+
+
+def test_augmentation_is_seeded_translates_and_flips():
+    images = torch.arange(2 * 3 * 5 * 5, dtype=torch.uint8).reshape(2, 3, 5, 5)
+    assert torch.equal(augment(images, np.random.default_rng(0), 0, False), images)
+    first = augment(images, np.random.default_rng(7), 2, True)
+    assert torch.equal(first, augment(images, np.random.default_rng(7), 2, True)) and first.shape == images.shape
+    flipped = augment(images, np.random.default_rng(0), 0, True)
+    for original, out in zip(images, flipped, strict=True):
+        assert torch.equal(out, original) or torch.equal(out, original.flip(-1))
+    shifted = augment(torch.ones(64, 1, 4, 4, dtype=torch.uint8), np.random.default_rng(0), 1, False)
+    assert (shifted.sum(dim=(1, 2, 3)) < 16).any()  # some images moved, letting zero padding in
+
+
+def test_prepare_mnist_5k_writes_split_arrays_and_manifest(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(10), 10)
+    write_mnist_csv(tmp_path / "mnist.csv.gz", rng.integers(0, 256, (100, 784)), labels)
+    assert read_mnist_5k(tmp_path / "mnist.csv.gz").images.shape == (100, 1, 28, 28)
+    data = {"source": "mnist_5k", "test_fraction": 0.2, "split_seed": 0}
+    manifest = prepare_images(data, tmp_path / "out", tmp_path / "mnist.csv.gz")
+    assert manifest["sizes"] == {"train": 80, "test": 20} and manifest["num_classes"] == 10
+    assert manifest["image_size"] == 28 and manifest["channels"] == 1 and 0.4 < manifest["mean"][0] < 0.6
+    images, split_labels = load_split(tmp_path / "out", "test")
+    assert images.dtype == np.uint8 and images.shape == (20, 1, 28, 28) and np.bincount(split_labels).max() == 2
+    assert json.loads((tmp_path / "out/manifest.json").read_text()) == manifest
+
+
+def test_vit_head_split_reproduces_timm_attention_and_roles():
+    shape = ViTShape(image_size=16, channels=1, num_classes=3, patch_size=4, depth=2, embed_dim=32, n_head=4,
+                     mlp_ratio=2.0)
+    model = zero_biases_and_sharpen(build_vit(shape, seed=0).double().eval())
+    attention = model.blocks[1].attn
+    attention.fused_attn = False  # timm's explicit softmax(q kᵀ) v path
+    factors = [f for f in attention_factors(model.state_dict(), shape.heads_config()) if f.layer == 1]
+    x = torch.randn(2, 17, 32, dtype=torch.float64)
+    torch.testing.assert_close(factor_attention(x, factors, 8 ** -0.5), attention(x))
+    roles = {name: parameter_role(name, p) for name, p in build_vit(shape, 0).named_parameters()}
+    assert {n for n, r in roles.items() if r == "attention"} == {
+        f"blocks.{i}.attn.{m}.weight" for i in range(2) for m in ("qkv", "proj")}
+    assert {n for n, r in roles.items() if r == "mlp"} == {
+        f"blocks.{i}.mlp.{m}.weight" for i in range(2) for m in ("fc1", "fc2")}
+    assert roles["head.weight"] == "other" and roles["patch_embed.proj.weight"] == "other"
+    with pytest.raises(ValueError, match="image size 16 is not a multiple of patch_size 5"):
+        ViTShape(16, 1, 3, 5, 2, 32, 4, 2.0)
+
+
+def test_short_run_learns_and_decay_lowers_rank(tmp_path):
+    """Two classes told apart by which half of the image is bright: a few steps must beat chance by far."""
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 60)
+    images = rng.integers(0, 60, (120, 1, 8, 8))
+    images[labels == 0, :, :4] += 150
+    images[labels == 1, :, 4:] += 150
+    write_mnist_csv(tmp_path / "d.csv.gz", np.pad(images, ((0, 0), (0, 0), (0, 20), (0, 20))).reshape(120, -1),
+                    labels)
+    prepare_images({"source": "mnist_5k", "test_fraction": 0.25, "split_seed": 0}, tmp_path / "data",
+                   tmp_path / "d.csv.gz")
+    shape = ViTShape(image_size=28, channels=1, num_classes=2, patch_size=7, depth=2, embed_dim=16, n_head=2,
+                     mlp_ratio=2.0)
+    training = ViTTraining(steps=40, batch_size=16, lr=0.01, warmup_steps=4, min_lr_ratio=0.1, beta1=0.9,
+                           beta2=0.95, eps=1e-8, grad_clip=1.0, wd_mlp=0.1, wd_other=0.0, eval_every=20,
+                           checkpoint_every=20)
+    ranks = {}
+    for wd in (0.0, 30.0):
+        summary = run_vit(tmp_path / "data", shape, training, Augmentation(1, False), wd, 0, tmp_path / f"r{wd}",
+                          tmp_path / f"c{wd}", (0.01,), progress=False)
+        spectra = pd.read_parquet(tmp_path / f"r{wd}/spectra.parquet")
+        assert sorted(spectra["step"].unique()) == [0, 20, 40] and len(spectra) == 3 * 2 * 2 * 2
+        ranks[wd] = spectra[spectra["step"] == 40]["rank_tol_0.01"].mean()
+        if wd == 0.0:
+            assert summary["test_accuracy"] >= 0.9 and summary["wd_mlp"] == 0.1
+    assert ranks[30.0] < ranks[0.0]
