@@ -37,12 +37,16 @@ except ConfigError as error:
     sys.exit(f"wdrank: {error}")
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/factorized.smk"
 include: "workflow/rules/lm.smk"
 include: "workflow/rules/toy.smk"
 include: "workflow/rules/vit.smk"
 include: "workflow/rules/audit.smk"
+include: "workflow/rules/cache.smk"
 
 
 # Rules that need the network (package index) or take no time run on the submitting host, never on a cluster node.
@@ -57,3 +61,13 @@ rule all:
     default_target: True
     input:
         get_final_output(),
+
+
+unknown_rules = (
+    set(config["resources"]) - {"default"} - {rule.name for rule in workflow.rules}
+)
+if unknown_rules:
+    sys.exit(
+        f"wdrank: config key 'resources.{sorted(unknown_rules)[0]}' is not known (allowed: default or a rule name: "
+        f"{', '.join(sorted(rule.name for rule in workflow.rules))})"
+    )

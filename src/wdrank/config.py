@@ -65,6 +65,8 @@ def _describe(error: jsonschema.ValidationError) -> str:
         return f"config key '{_key_path(path)}': {error.message}"
     description = error.schema.get("description", "")
     hint = f" — {description}" if description else ""
+    if error.schema.get("type") == "boolean" and str(error.instance).lower() in ("true", "false"):
+        hint = f" (Snakemake's --config reads only True and False as booleans: {_key_path(path)}=True)"
     return (
         f"config key '{_key_path(path)}': got {error.instance!r}, allowed: {_allowed(error.schema)}{hint}"
     )

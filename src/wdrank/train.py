@@ -2,13 +2,22 @@
 
 A task supplies batches as a pure function of the step (so a resumed run sees the same data as an
 uninterrupted one), its loss, and its evaluation. The loop restarts from the latest complete checkpoint in
-`checkpoint_dir`, logs metrics as JSON lines, and stops with a clear error on a non-finite loss.
+`checkpoint_dir`, logs metrics as JSON lines, and stops with a clear error on a non-finite loss. It runs where
+`wdrank.device` places it (CPU, a GPU, or one of several DDP processes). SIGTERM or SIGUSR1 (what SLURM sends
+before preempting or at the time limit) make it checkpoint the step it is on and raise `Preempted`; the rerun
+resumes from there.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -17,7 +26,41 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from wdrank.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+from wdrank.checkpoint import checkpoint_step, list_checkpoints, load_checkpoint, save_checkpoint
+from wdrank.device import Compute, Placement, any_process, autocast, mean_over_processes, move, place, shard
+from wdrank.optim import WeightDecays, build_optimizer
+
+PREEMPTION_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+TIMED_AFTER = 3  # steps of a session left out of the throughput (allocation, compilation)
+
+
+class Preempted(Exception):
+    """Training stopped on a signal after checkpointing `step`; exit non-zero so that the scheduler requeues."""
+
+    def __init__(self, signum: int, step: int):
+        super().__init__(f"received {signal.Signals(signum).name}: checkpointed step {step} and stopped; "
+                         "rerun to resume")
+        self.signum, self.step = signum, step
+
+
+@contextmanager
+def preemption_signals() -> Iterator[list[int]]:
+    """Record SIGTERM/SIGUSR1 instead of dying on them (the list holds the signals received)."""
+    received: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum)) for sig in PREEMPTION_SIGNALS}
+    try:
+        yield received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _prune_unscheduled(directory: str | Path, saves: list[int], before: int) -> None:
+    """Remove checkpoints written on preemption once a scheduled one after them exists (they are resume points,
+    not results: spectra are measured at scheduled steps only)."""
+    for path in list_checkpoints(directory):
+        if checkpoint_step(path) < before and checkpoint_step(path) not in saves:
+            shutil.rmtree(path)
 
 
 class Task(Protocol):
@@ -55,6 +98,33 @@ class Schedule:
         return sorted(set(self.checkpoint_steps) | {self.steps})
 
 
+@dataclass(frozen=True)
+class AdamWTraining:
+    """Optimisation settings shared by the language-model and ViT experiments (their config `train` sections):
+    AdamW over the role groups, linear warmup then cosine, clipping, evaluation and checkpoint intervals."""
+
+    steps: int
+    batch_size: int
+    lr: float
+    warmup_steps: int
+    min_lr_ratio: float
+    beta1: float
+    beta2: float
+    eps: float
+    grad_clip: float
+    wd_other: float
+    eval_every: int
+    checkpoint_every: int  # plus step 0 and the last step; 0: only those
+
+    def schedule(self) -> Schedule:
+        return Schedule(steps=self.steps, warmup_steps=self.warmup_steps, min_lr_ratio=self.min_lr_ratio,
+                        grad_clip=self.grad_clip, eval_every=self.eval_every,
+                        checkpoint_steps=every_n_steps(self.steps, self.checkpoint_every))
+
+    def optimizer(self, model: nn.Module, decays: WeightDecays) -> torch.optim.Optimizer:
+        return build_optimizer(model, decays, self.lr, (self.beta1, self.beta2), self.eps)
+
+
 def every_n_steps(steps: int, interval: int) -> tuple[int, ...]:
     """Checkpoint steps 0, interval, 2·interval, … ≤ steps (only 0 when interval is 0); the last step is always
     saved by the schedule besides these."""
@@ -74,33 +144,52 @@ def _truncate_metrics(path: Path, after_step: int) -> None:
 
 
 def train(model: nn.Module, optimizer: torch.optim.Optimizer, task: Task, schedule: Schedule,
-          checkpoint_dir: str | Path, metrics_path: str | Path, progress: bool = True) -> dict[str, float]:
-    """Train to `schedule.steps`, resuming from the latest checkpoint; returns the final evaluation."""
+          checkpoint_dir: str | Path, metrics_path: str | Path, progress: bool = True,
+          compute: Compute = Compute()) -> dict[str, float]:
+    """Train to `schedule.steps`, resuming from the latest checkpoint; returns the final evaluation, plus
+    `steps_per_second_this_session` when steps were timed. Only the main process writes files.
+
+    Raises:
+        Preempted: on SIGTERM/SIGUSR1, after checkpointing the current step.
+        FloatingPointError: on a non-finite training loss.
+    """
+    placement = place(compute)
+    model.to(placement.device)  # in place: the optimizer keeps its parameters
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule.lr_factor)
     metrics_path = Path(metrics_path)
-    metrics_path.parent.mkdir(parents=True, exist_ok=True)
     start = 0
     if checkpoints := list_checkpoints(checkpoint_dir):
         start = load_checkpoint(checkpoints[-1], model, optimizer, scheduler)["step"]
-        _truncate_metrics(metrics_path, start)
-    elif metrics_path.exists():
-        metrics_path.unlink()
+    if placement.is_main:
+        metrics_path.parent.mkdir(parents=True, exist_ok=True)
+        if start:
+            _truncate_metrics(metrics_path, start)
+        elif metrics_path.exists():
+            metrics_path.unlink()
+    forward = _forward_module(model, placement, compute)
 
     saves = schedule.saves_at()
     model.train()
-    with open(metrics_path, "a", encoding="utf-8") as log, tqdm(
-        total=schedule.steps, initial=start, disable=not progress, desc="train", mininterval=2
-    ) as bar:
+    with open(metrics_path if placement.is_main else os.devnull, "a", encoding="utf-8") as log, tqdm(
+        total=schedule.steps, initial=start, disable=not (progress and placement.is_main), desc="train",
+        mininterval=2,
+    ) as bar, preemption_signals() as received:
 
         def record(entry: dict) -> None:
             log.write(json.dumps(entry) + "\n")
             log.flush()
 
+        def checkpoint(step: int) -> None:
+            if placement.is_main:
+                save_checkpoint(checkpoint_dir, step, model, optimizer, scheduler)
+
         if start == 0 and 0 in saves:
-            save_checkpoint(checkpoint_dir, 0, model, optimizer, scheduler)
+            checkpoint(0)
         evaluation: dict[str, float] = {}
+        timer = _Throughput(placement, start)
         for step in range(start, schedule.steps):
-            loss = task.loss(model, task.batch(step))
+            with autocast(placement, compute):
+                loss = task.loss(forward, move(shard(task.batch(step), placement), placement.device))
             if not torch.isfinite(loss):
                 raise FloatingPointError(
                     f"training loss is {loss.item()} at step {step}: the run diverged (lower the learning rate or "
@@ -114,18 +203,61 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, task: Task, schedu
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             done = step + 1
+            timer.tick(done)
             bar.update()
             if done % schedule.log_every == 0 or done == schedule.steps:
-                record({"step": done, "train_loss": loss.item(), "lr": lr, "grad_norm": grad_norm.item()})
-                bar.set_postfix(loss=f"{loss.item():.3f}")
+                train_loss = mean_over_processes(loss.item(), placement)
+                record({"step": done, "train_loss": train_loss, "lr": lr, "grad_norm": grad_norm.item()})
+                bar.set_postfix(loss=f"{train_loss:.3f}")
             if (schedule.eval_every and done % schedule.eval_every == 0) or done == schedule.steps:
                 model.eval()
                 evaluation = task.evaluate(model)
                 model.train()
                 record({"step": done, **evaluation})
             if done in saves:
-                save_checkpoint(checkpoint_dir, done, model, optimizer, scheduler)
+                checkpoint(done)
+                if placement.is_main:
+                    _prune_unscheduled(checkpoint_dir, saves, done)
+            if done < schedule.steps and any_process(bool(received), placement):
+                if done not in saves:
+                    checkpoint(done)
+                raise Preempted(received[0] if received else signal.SIGTERM, done)
     if not evaluation:  # resumed at the last step: evaluate the restored model
         model.eval()
         evaluation = task.evaluate(model)
-    return evaluation
+    return {**evaluation, **timer.summary()}
+
+
+def _forward_module(model: nn.Module, placement: Placement, compute: Compute) -> nn.Module:
+    """What computes the training loss: the model, wrapped for DDP and compiled as configured (checkpoints and
+    evaluation use the plain model)."""
+    forward = model
+    if placement.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        device_ids = [placement.device.index] if placement.device.type == "cuda" else None
+        forward = DistributedDataParallel(model, device_ids=device_ids)
+    if compute.compile:
+        forward = torch.compile(forward)
+    return forward
+
+
+class _Throughput:
+    """Steps per second of this session, after the first TIMED_AFTER steps (allocation, compilation)."""
+
+    def __init__(self, placement: Placement, start: int):
+        self.placement, self.first, self.began, self.last, self.ended = placement, start + TIMED_AFTER, None, 0, None
+
+    def tick(self, done: int) -> None:
+        if done >= self.first:
+            if self.placement.device.type == "cuda":
+                torch.cuda.synchronize(self.placement.device)
+            now = time.perf_counter()
+            if self.began is None:
+                self.began = now
+            self.last, self.ended = done, now
+
+    def summary(self) -> dict[str, float]:
+        if self.began is None or self.last <= self.first:
+            return {}
+        return {"steps_per_second_this_session": (self.last - self.first) / (self.ended - self.began)}

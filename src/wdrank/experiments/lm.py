@@ -21,29 +21,18 @@ from torch import nn
 
 from wdrank.checkpoint import list_checkpoints
 from wdrank.data.text import load_tokens
+from wdrank.device import Compute, Placement, model_device, peak_flops, place
 from wdrank.io import atomic_path
-from wdrank.models.lm import LMShape, build_lm
-from wdrank.optim import WeightDecays, build_optimizer
-from wdrank.train import Schedule, every_n_steps, train
+from wdrank.models.lm import LMShape, build_lm, flops_per_token
+from wdrank.optim import WeightDecays
+from wdrank.train import AdamWTraining, train
 
 
 @dataclass(frozen=True)
-class LMTraining:
-    """Optimisation settings of one run (config section `language_model.train`)."""
+class LMTraining(AdamWTraining):
+    """Settings of one run (config section `language_model.train`)."""
 
-    steps: int
-    batch_size: int
-    lr: float
-    warmup_steps: int
-    min_lr_ratio: float
-    beta1: float
-    beta2: float
-    eps: float
-    grad_clip: float
-    wd_other: float
-    eval_every: int
-    eval_batches: int
-    checkpoint_every: int
+    eval_batches: int  # batches of fixed validation windows per evaluation
 
 
 class LMTask:
@@ -72,7 +61,8 @@ class LMTask:
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module) -> dict[str, float]:
-        losses = [self.loss(model, self._windows(self.validation_tokens, starts)).item()
+        device = model_device(model)
+        losses = [self.loss(model, self._windows(self.validation_tokens, starts).to(device)).item()
                   for starts in np.array_split(self.validation_starts, max(1, len(self.validation_starts) // self.batch_size))]
         return {"validation_loss": float(np.mean(losses))}
 
@@ -87,7 +77,7 @@ def mean_token_nll(model: nn.Module, tokens: np.ndarray, context: int, batch_siz
     for chunk in np.array_split(starts, max(1, -(-len(starts) // batch_size))):
         windows = [np.asarray(tokens[s:s + context], dtype=np.int64) for s in chunk]
         for length in sorted({len(w) for w in windows}):  # the last window may be shorter
-            batch = torch.from_numpy(np.stack([w for w in windows if len(w) == length]))
+            batch = torch.from_numpy(np.stack([w for w in windows if len(w) == length])).to(model_device(model))
             logits = model(input_ids=batch).logits[:, :-1].double()
             total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1),
                                      reduction="sum").item()
@@ -111,40 +101,58 @@ def save_tokenizer(tokenizer_json: Path, directory: Path) -> None:
 
 
 def run_lm(data_dir: str | Path, shape: LMShape, training: LMTraining, decays: WeightDecays, seed: int,
-           run_dir: str | Path, checkpoint_dir: str | Path, progress: bool = True) -> dict:
-    """Train one run (resuming if checkpoints exist), evaluate on the test split, write summary.json."""
+           run_dir: str | Path, checkpoint_dir: str | Path, progress: bool = True,
+           compute: Compute = Compute()) -> dict:
+    """Train one run (resuming if checkpoints exist), evaluate on the test split, write summary.json (the main
+    process of a DDP job only). Reports tokens/s and, on a known GPU, model-FLOPs utilisation."""
     data_dir, run_dir = Path(data_dir), Path(run_dir)
     vocab_size = json.loads((data_dir / "manifest.json").read_text())["vocab_size"]
     if vocab_size != shape.vocab_size:
         raise ValueError(f"model vocab_size {shape.vocab_size} differs from the tokenizer's {vocab_size} in {data_dir}")
     tokens = {split: load_tokens(data_dir / f"{split}.bin", vocab_size) for split in ("train", "validation", "test")}
     model = build_lm(shape, seed)
-    optimizer = build_optimizer(model, decays, training.lr, (training.beta1, training.beta2), training.eps)
-    schedule = Schedule(
-        steps=training.steps, warmup_steps=training.warmup_steps, min_lr_ratio=training.min_lr_ratio,
-        grad_clip=training.grad_clip, eval_every=training.eval_every,
-        checkpoint_steps=every_n_steps(training.steps, training.checkpoint_every),
-    )
+    optimizer, schedule = training.optimizer(model, decays), training.schedule()
     task = LMTask(tokens["train"], tokens["validation"], shape.context, training.batch_size, seed,
                   training.eval_batches)
+    placement = place(compute)
     started = time.perf_counter()
-    evaluation = train(model, optimizer, task, schedule, checkpoint_dir, run_dir / "metrics.jsonl", progress)
+    evaluation = train(model, optimizer, task, schedule, checkpoint_dir, run_dir / "metrics.jsonl", progress,
+                       compute)
     seconds = time.perf_counter() - started
+    throughput = _throughput(evaluation.pop("steps_per_second_this_session", None), model, shape, training,
+                             placement, compute)
+    print(json.dumps(throughput))
+    test_nll, test_tokens = mean_token_nll(model, tokens["test"], shape.context, training.batch_size)
+    if not placement.is_main:
+        return {}
     for checkpoint in list_checkpoints(checkpoint_dir):
         save_tokenizer(data_dir / "tokenizer.json", checkpoint)
-    test_nll, test_tokens = mean_token_nll(model, tokens["test"], shape.context, training.batch_size)
     summary = {
         "wd_attn": decays.attention, "wd_mlp": decays.mlp, "wd_other": decays.other, "seed": seed,
         "model": asdict(shape), "training": asdict(training),
         "parameters": sum(p.numel() for p in model.parameters()),
         **evaluation,
         "test_loss": test_nll, "test_perplexity": float(np.exp(test_nll)), "test_tokens": test_tokens,
-        "train_seconds_this_session": seconds,
+        "train_seconds_this_session": seconds, **throughput,
         "checkpoints": [str(p) for p in list_checkpoints(checkpoint_dir)],
     }
     with atomic_path(run_dir / "summary.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _throughput(steps_per_second: float | None, model: nn.Module, shape: LMShape, training: LMTraining,
+                placement: Placement, compute: Compute) -> dict:
+    """Tokens/s of this session (all processes together) and model-FLOPs utilisation against the GPUs' peak."""
+    if not steps_per_second:
+        return {}
+    tokens_per_second = steps_per_second * training.batch_size * shape.context
+    report = {"device_this_session": f"{placement.world_size} x {placement.device.type}",
+              "tokens_per_second_this_session": tokens_per_second}
+    if (peak := peak_flops(placement, compute)) is not None:
+        report["device_this_session"] = f"{placement.world_size} x {torch.cuda.get_device_name(placement.device)}"
+        report["mfu_this_session"] = tokens_per_second * flops_per_token(model, shape) / (peak * placement.world_size)
+    return report
 
 
 def settings_from_config(section: dict) -> tuple[LMShape, LMTraining]:

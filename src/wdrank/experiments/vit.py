@@ -20,30 +20,19 @@ from torch import nn
 from wdrank.aggregate import write_run_table
 from wdrank.checkpoint import list_checkpoints
 from wdrank.data.images import augment, epoch_indices, load_split
+from wdrank.device import Compute, model_device, place
 from wdrank.heads import checkpoint_spectra
 from wdrank.io import atomic_path
 from wdrank.models.vit import ViTShape, build_vit
-from wdrank.optim import WeightDecays, build_optimizer
-from wdrank.train import Schedule, every_n_steps, train
+from wdrank.optim import WeightDecays
+from wdrank.train import AdamWTraining, train
 
 
 @dataclass(frozen=True)
-class ViTTraining:
-    """Optimisation settings of one run (config section `vision_transformer.train`)."""
+class ViTTraining(AdamWTraining):
+    """Settings of one run (config section `vision_transformer.train`)."""
 
-    steps: int
-    batch_size: int
-    lr: float
-    warmup_steps: int
-    min_lr_ratio: float
-    beta1: float
-    beta2: float
-    eps: float
-    grad_clip: float
     wd_mlp: float  # held fixed across the sweep, as in the paper
-    wd_other: float
-    eval_every: int
-    checkpoint_every: int
 
 
 @dataclass(frozen=True)
@@ -82,10 +71,11 @@ class ImageClassification:
     @torch.no_grad()
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         """Loss and accuracy over the whole test split (no augmentation)."""
-        total_loss, correct = 0.0, 0
+        total_loss, correct, device = 0.0, 0, model_device(model)
         for start in range(0, len(self.test_labels), 4 * self.batch_size):
             images = self._normalise(torch.from_numpy(np.array(self.test_images[start:start + 4 * self.batch_size])))
-            labels = torch.from_numpy(self.test_labels[start:start + 4 * self.batch_size])
+            images = images.to(device)
+            labels = torch.from_numpy(self.test_labels[start:start + 4 * self.batch_size]).to(device)
             logits = model(images)
             total_loss += F.cross_entropy(logits.double(), labels, reduction="sum").item()
             correct += (logits.argmax(-1) == labels).sum().item()
@@ -94,20 +84,22 @@ class ImageClassification:
 
 def run_vit(data_dir: str | Path, shape: ViTShape, training: ViTTraining, augmentation: Augmentation,
             wd_attn: float, seed: int, run_dir: str | Path, checkpoint_dir: str | Path,
-            rank_thresholds: tuple[float, ...], progress: bool = True) -> dict:
-    """Train one run (resuming if checkpoints exist); write summary.json and the per-checkpoint head spectra."""
+            rank_thresholds: tuple[float, ...], progress: bool = True, compute: Compute = Compute()) -> dict:
+    """Train one run (resuming if checkpoints exist); write summary.json and the per-checkpoint head spectra
+    (the main process of a DDP job only)."""
     run_dir = Path(run_dir)
     model = build_vit(shape, seed)
     decays = WeightDecays(attention=wd_attn, mlp=training.wd_mlp, other=training.wd_other)
-    optimizer = build_optimizer(model, decays, training.lr, (training.beta1, training.beta2), training.eps)
-    schedule = Schedule(steps=training.steps, warmup_steps=training.warmup_steps,
-                        min_lr_ratio=training.min_lr_ratio, grad_clip=training.grad_clip,
-                        eval_every=training.eval_every,
-                        checkpoint_steps=every_n_steps(training.steps, training.checkpoint_every))
+    optimizer, schedule = training.optimizer(model, decays), training.schedule()
     task = ImageClassification(data_dir, training.batch_size, seed, augmentation)
     started = time.perf_counter()
-    evaluation = train(model, optimizer, task, schedule, checkpoint_dir, run_dir / "metrics.jsonl", progress)
+    evaluation = train(model, optimizer, task, schedule, checkpoint_dir, run_dir / "metrics.jsonl", progress,
+                       compute)
     seconds = time.perf_counter() - started
+    if not place(compute).is_main:
+        return {}
+    if steps_per_second := evaluation.pop("steps_per_second_this_session", None):
+        evaluation["images_per_second_this_session"] = steps_per_second * training.batch_size
     spectra = checkpoint_spectra(list_checkpoints(checkpoint_dir), rank_thresholds, shape.heads_config())
     spectra.insert(0, "wd_attn", wd_attn)
     spectra.insert(1, "seed", seed)

@@ -50,3 +50,12 @@ def build_lm(shape: LMShape, seed: int) -> PreTrainedModel:
         model_class = LlamaForCausalLM
     config._attn_implementation = "sdpa"
     return model_class(config)
+
+
+def flops_per_token(model: PreTrainedModel, shape: LMShape) -> float:
+    """Training FLOPs per token: 6·N for the N non-embedding parameters plus the output head (computed every token
+    even when tied), and 6·n_layer·context·d_model for attention scores and mixing (Kaplan et al. 2020)."""
+    embedding = sum(p.numel() for n, p in model.named_parameters() if "wte" in n or "wpe" in n or "embed" in n)
+    non_embedding = sum(p.numel() for p in model.parameters()) - embedding
+    output_head = shape.n_embd * shape.vocab_size
+    return 6 * (non_embedding + output_head) + 6 * shape.n_layer * shape.context * shape.n_embd

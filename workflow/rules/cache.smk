@@ -1,0 +1,69 @@
+# Figures from cached results: results/cache/ holds the gzipped result tables of the default run (committed).
+#   snakemake --cores all --config from_cache=True    # every figure and derived table, no training, in seconds
+#   snakemake --cores 1 write_cache                    # after a full run: refresh the cache from results/tables/
+
+CACHE_DIR = "results/cache"
+CACHED = cached_tables()
+CACHE_FILES = [f"{CACHE_DIR}/{name}.csv.gz" for name in CACHED]
+
+if config["from_cache"]:
+    missing = [path for path in CACHE_FILES if not os.path.exists(path)]
+    if missing:
+        sys.exit(
+            f"wdrank: from_cache=True, but these cached tables are missing: {', '.join(missing)}; "
+            "run without from_cache (or disable the experiments they belong to)"
+        )
+
+    localrules:
+        restore_cached_table,
+
+    rule restore_cached_table:
+        input:
+            f"{CACHE_DIR}/{{table}}.csv.gz",
+        output:
+            "results/tables/{table}.csv",
+        log:
+            "logs/restore_cached_table/{table}.log",
+        benchmark:
+            "logs/restore_cached_table/{table}.benchmark.tsv"
+        wildcard_constraints:
+            table="|".join(map(re.escape, CACHED)) if CACHED else "^$",
+        conda:
+            WDRANK_ENV
+        threads: job_threads("restore_cached_table")
+        resources:
+            **job_resources("restore_cached_table"),
+        shell:
+            "gzip -dc {input} > {output} 2> {log}"
+
+    # Where a cached table exists it wins over the rule that would compute it from training runs.
+    ruleorder: restore_cached_table > factorized_table
+    ruleorder: restore_cached_table > lm_tables
+    ruleorder: restore_cached_table > vit_tables
+    ruleorder: restore_cached_table > toy_tables
+    ruleorder: restore_cached_table > scalar_pair
+    ruleorder: restore_cached_table > audit_model
+
+else:
+
+    localrules:
+        write_cache,
+
+    rule write_cache:
+        input:
+            [f"results/tables/{name}.csv" for name in CACHED],
+        output:
+            CACHE_FILES,
+        log:
+            "logs/write_cache.log",
+        benchmark:
+            "logs/write_cache.benchmark.tsv"
+        conda:
+            WDRANK_ENV
+        threads: job_threads("write_cache")
+        resources:
+            **job_resources("write_cache"),
+        params:
+            out_dir=lambda wildcards, output: os.path.dirname(output[0]),
+        shell:
+            "python -m wdrank write-cache {input} --out-dir {params.out_dir} > {log} 2>&1"
