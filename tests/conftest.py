@@ -14,6 +14,12 @@ REPO = Path(__file__).resolve().parents[1]
 SCHEMA_PATH = REPO / "workflow" / "schemas" / "config.schema.yaml"
 
 
+def pytest_collection_modifyitems(items):
+    """SLURM tests run last: they install slurm-client, and from then on every Snakemake start spends seconds
+    probing the (by then stopped) cluster through the executor plugin."""
+    items.sort(key=lambda item: item.get_closest_marker("slurm") is not None)
+
+
 @pytest.fixture(scope="session")
 def schema():
     return load_schema(SCHEMA_PATH)
