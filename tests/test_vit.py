@@ -146,3 +146,26 @@ def test_short_run_learns_and_decay_lowers_rank(tmp_path):
         if wd == 0.0:
             assert summary["test_accuracy"] >= 0.9 and summary["wd_mlp"] == 0.1
     assert ranks[30.0] < ranks[0.0]
+
+
+def test_hugging_face_image_source_is_resized_and_stored(tmp_path):
+    """source: datasets, read offline from a local image folder (`datasets` infers labels from folder names):
+    RGB images of any size become uint8 (3, size, size) arrays, shorter side resized then centre-cropped."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 3), ("test", 2)):
+        for label in ("cat", "dog"):
+            folder = tmp_path / "images" / split / label
+            folder.mkdir(parents=True)
+            for i in range(count):
+                pixels = rng.integers(0, 256, (20 + 4 * i, 30, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+    data = {"source": "datasets", "dataset_path": str(tmp_path / "images"), "dataset_name": None,
+            "train_split": "train", "test_split": "test", "image_field": "image", "label_field": "label",
+            "image_size": 16, "channels": 3, "max_images": None}
+    manifest = prepare_images(data, tmp_path / "out")
+    assert manifest["sizes"] == {"train": 6, "test": 4} and manifest["num_classes"] == 2
+    images, labels = load_split(tmp_path / "out", "train")
+    assert images.shape == (6, 3, 16, 16) and images.dtype == np.uint8 and sorted(labels) == [0, 0, 0, 1, 1, 1]
+    assert manifest["channels"] == 3 and len(manifest["mean"]) == 3
