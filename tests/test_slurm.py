@@ -17,8 +17,10 @@ from conftest import REPO, TINY
 HARNESS = Path(__file__).parent / "slurm"
 # Without slurmdbd there is no sacct: the plugin must poll squeue, and start polling soon (tests/slurm/slurm-up.sh
 # keeps finished jobs visible to squeue for 10 minutes).
+# Status polled every second (default 10 s) keeps the test short.
 SLURM_OPTIONS = ["--profile", str(REPO / "workflow/profiles/slurm"), "--slurm-status-command", "squeue",
-                 "--slurm-init-seconds-before-status-checks", "2", "--latency-wait", "5", "--jobs", "4",
+                 "--slurm-init-seconds-before-status-checks", "2", "--seconds-between-status-checks", "1",
+                 "--latency-wait", "5", "--jobs", "4",
                  "--default-resources", "slurm_account=root", "slurm_partition=debug"]
 # The experiments whose tables are compared with the local run (the others are off to keep the test short).
 SLURM_TINY = {**TINY, **{name: {"enabled": False} for name in ("vision_transformer", "toy_transformer",
@@ -51,10 +53,10 @@ def slurm_cluster(tmp_path_factory):
         subprocess.run(["bash", str(HARNESS / "slurm-down.sh")], env=env, capture_output=True, timeout=120)
 
 
-def run_on_slurm(workdir, config):
+def run_on_slurm(workdir, config, *extra):
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
-               str(workdir), "--configfile", str(workdir / "tiny.yaml"), *SLURM_OPTIONS]
+               str(workdir), "--configfile", str(workdir / "tiny.yaml"), *SLURM_OPTIONS, *extra]
     return subprocess.run(command, capture_output=True, text=True, cwd=workdir, timeout=900)
 
 
@@ -82,7 +84,7 @@ def test_a_failing_job_fails_the_workflow_and_names_its_log(slurm_cluster, tmp_p
     diverging = {"factorized": {"lambdas": [0.4], "seeds": [0], "lr": 10.0, "steps": 200},
                  **{name: {"enabled": False} for name in ("language_model", "vision_transformer",
                                                           "toy_transformer", "scalar_pair", "audit")}}
-    result = run_on_slurm(tmp_path, diverging)
+    result = run_on_slurm(tmp_path, diverging, "--retries", "0")  # the profile's resubmissions would fail alike
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "Error in rule factorized_run" in output and "logs/factorized_run/lam~0.4/seed~0.log" in output

@@ -173,23 +173,34 @@ def test_test_perplexity_is_the_mean_nll_over_every_predicted_token():
     assert regrouped_count == count and regrouped == pytest.approx(nll, rel=1e-12)
 
 
+PREEMPTED_STEPS = 600
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_run(tiny_corpus, tmp_path_factory):
+    """A run of PREEMPTED_STEPS steps, checkpointed every 200, never interrupted."""
+    reference = tmp_path_factory.mktemp("uninterrupted")
+    subprocess.run(train_command(tiny_corpus, reference, PREEMPTED_STEPS, 200), check=True, capture_output=True,
+                   env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return reference
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1])
-def test_preemption_signal_checkpoints_the_step_and_the_rerun_matches(tiny_corpus, tmp_path, signum):
+def test_preemption_signal_checkpoints_the_step_and_the_rerun_matches(tiny_corpus, uninterrupted_run, tmp_path,
+                                                                      signum):
     """What SLURM sends before preempting a job: the run saves the step it is on, exits non-zero, and the rerun
     resumes from there to the weights of an uninterrupted run (the extra checkpoint is pruned once passed)."""
-    steps = 1500
+    steps, reference = PREEMPTED_STEPS, uninterrupted_run
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    reference = tmp_path / "uninterrupted"
-    subprocess.run(train_command(tiny_corpus, reference, steps, 500), check=True, env=env, capture_output=True)
 
     preempted = tmp_path / "preempted"
-    process = subprocess.Popen(train_command(tiny_corpus, preempted, steps, 500), env=env,
+    process = subprocess.Popen(train_command(tiny_corpus, preempted, steps, 200), env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while not (preempted / "ckpt" / "step_000000").exists():
         assert time.time() < deadline and process.poll() is None, "run ended before the signal"
         time.sleep(0.01)
-    time.sleep(0.5)
+    time.sleep(0.3)
     process.send_signal(signum)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 128 + signum, stderr[-2000:]
@@ -197,13 +208,13 @@ def test_preemption_signal_checkpoints_the_step_and_the_rerun_matches(tiny_corpu
     assert 0 < stopped_at < steps and (preempted / "ckpt" / f"step_{stopped_at:06d}").is_dir()
     assert not (preempted / "run" / "summary.json").exists()
 
-    subprocess.run(train_command(tiny_corpus, preempted, steps, 500), check=True, env=env, capture_output=True)
+    subprocess.run(train_command(tiny_corpus, preempted, steps, 200), check=True, env=env, capture_output=True)
     final = f"step_{steps:06d}/model.safetensors"
     resumed, uninterrupted = load_file(preempted / "ckpt" / final), load_file(reference / "ckpt" / final)
     for name in uninterrupted:
         assert torch.equal(resumed[name], uninterrupted[name]), name
     assert sorted(p.name for p in (preempted / "ckpt").glob("step_*")) == [
-        "step_000000", "step_000500", "step_001000", "step_001500"]
+        "step_000000", "step_000200", "step_000400", "step_000600"]
 
 
 def test_two_data_parallel_processes_train_the_same_model_as_one(tiny_corpus, tmp_path):
