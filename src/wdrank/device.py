@@ -123,6 +123,12 @@ def any_process(flag: bool, placement: Placement) -> bool:
     return bool(tensor.item())
 
 
+def wait_for_all(placement: Placement) -> None:
+    """Block until every process gets here (e.g. until rank 0 has written a checkpoint before all exit)."""
+    if placement.distributed:
+        dist.barrier()
+
+
 def peak_flops(placement: Placement, compute: Compute) -> float | None:
     """Dense peak FLOP/s of this process's GPU at the configured precision, if known."""
     if placement.device.type != "cuda":

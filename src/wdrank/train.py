@@ -27,7 +27,9 @@ from torch import nn
 from tqdm import tqdm
 
 from wdrank.checkpoint import checkpoint_step, list_checkpoints, load_checkpoint, save_checkpoint
-from wdrank.device import Compute, Placement, any_process, autocast, mean_over_processes, move, place, shard
+from wdrank.device import (
+    Compute, Placement, any_process, autocast, mean_over_processes, move, place, shard, wait_for_all,
+)
 from wdrank.optim import WeightDecays, build_optimizer
 
 PREEMPTION_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
@@ -221,6 +223,7 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, task: Task, schedu
             if done < schedule.steps and any_process(bool(received), placement):
                 if done not in saves:
                     checkpoint(done)
+                wait_for_all(placement)  # torchrun stops every process once one exits: let rank 0 finish writing
                 raise Preempted(received[0] if received else signal.SIGTERM, done)
     if not evaluation:  # resumed at the last step: evaluate the restored model
         model.eval()
