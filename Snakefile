@@ -60,7 +60,7 @@ localrules:
 rule all:
     default_target: True
     input:
-        get_final_output(),
+        enabled_files("outputs"),
 
 
 unknown_rules = (

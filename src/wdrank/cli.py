@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+from wdrank.preemption import Preempted
+
 
 def _factorized_run(args: argparse.Namespace) -> None:
     from wdrank.aggregate import write_run_table
@@ -445,9 +447,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FloatingPointError, FileNotFoundError) as error:
         print(f"wdrank {args.command}: error: {error}", file=sys.stderr)
         return 1
-    except Exception as error:
-        if type(error).__name__ != "Preempted":  # wdrank.train.Preempted (torch is imported lazily)
-            raise
+    except Preempted as error:
         print(f"wdrank {args.command}: {error}", file=sys.stderr)
         return 128 + error.signum  # the shell's convention for death by signal; SLURM and Snakemake see a failure
     return 0

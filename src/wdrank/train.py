@@ -16,8 +16,6 @@ import os
 import shutil
 import signal
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -31,30 +29,9 @@ from wdrank.device import (
     Compute, Placement, any_process, autocast, mean_over_processes, move, place, shard, wait_for_all,
 )
 from wdrank.optim import WeightDecays, build_optimizer
+from wdrank.preemption import Preempted, preemption_signals
 
-PREEMPTION_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 TIMED_AFTER = 3  # steps of a session left out of the throughput (allocation, compilation)
-
-
-class Preempted(Exception):
-    """Training stopped on a signal after checkpointing `step`; exit non-zero so that the scheduler requeues."""
-
-    def __init__(self, signum: int, step: int):
-        super().__init__(f"received {signal.Signals(signum).name}: checkpointed step {step} and stopped; "
-                         "rerun to resume")
-        self.signum, self.step = signum, step
-
-
-@contextmanager
-def preemption_signals() -> Iterator[list[int]]:
-    """Record SIGTERM/SIGUSR1 instead of dying on them (the list holds the signals received)."""
-    received: list[int] = []
-    previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum)) for sig in PREEMPTION_SIGNALS}
-    try:
-        yield received
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def _prune_unscheduled(directory: str | Path, saves: list[int], before: int) -> None:

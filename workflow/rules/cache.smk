@@ -3,7 +3,10 @@
 #   snakemake --cores 1 write_cache                    # after a full run: refresh the cache from results/tables/
 
 CACHE_DIR = "results/cache"
-CACHED = cached_tables()
+# names of the tables (results/tables/<name>.csv) every figure is drawn from
+CACHED = [
+    os.path.basename(path).removesuffix(".csv") for path in enabled_files("sources")
+]
 CACHE_FILES = [f"{CACHE_DIR}/{name}.csv.gz" for name in CACHED]
 
 if config["from_cache"]:

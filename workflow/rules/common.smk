@@ -42,42 +42,31 @@ def sweep(**axes):
     return Paramspace(index.to_frame(index=False))
 
 
-def get_final_output():
-    """Every final target (figures and tables) of the enabled experiments; `all` asks for these."""
-    targets = []
-    if config["factorized"]["enabled"]:
-        targets += FACTORIZED_OUTPUTS
-    if config["language_model"]["enabled"]:
-        targets += LM_OUTPUTS
-    if config["toy_transformer"]["enabled"]:
-        targets += TOY_OUTPUTS
-    if config["scalar_pair"]["enabled"]:
-        targets += PAIR_OUTPUTS
-    if config["vision_transformer"]["enabled"]:
-        targets += VIT_OUTPUTS
-    if config["audit"]["enabled"]:
-        targets += AUDIT_OUTPUTS
-    return targets
+def experiment_files():
+    """Per experiment (its config section): its final targets ("outputs"), and the result tables its figures are
+    drawn from ("sources", what results/cache/ holds)."""
+    audit_tables = [f"results/tables/audit_{name}.csv" for name in AUDIT_NAMES]
+    return {
+        "factorized": {"outputs": FACTORIZED_OUTPUTS, "sources": [FACTORIZED_TABLE]},
+        "language_model": {
+            "outputs": LM_OUTPUTS,
+            "sources": [LM_RUNS_TABLE, LM_SPECTRA_TABLE],
+        },
+        "vision_transformer": {"outputs": VIT_OUTPUTS, "sources": VIT_OUTPUTS[:2]},
+        "toy_transformer": {"outputs": TOY_OUTPUTS, "sources": TOY_OUTPUTS[:2]},
+        "scalar_pair": {"outputs": PAIR_OUTPUTS, "sources": PAIR_OUTPUTS[:1]},
+        "audit": {"outputs": AUDIT_OUTPUTS, "sources": audit_tables},
+    }
 
 
-def cached_tables():
-    """Names of the result tables every figure is drawn from (what results/cache/ holds, gzipped), for the
-    enabled experiments; their producing rules are those listed in workflow/rules/cache.smk.
-    """
-    names = []
-    if config["factorized"]["enabled"]:
-        names.append("fig1_factorized_matrices")
-    if config["language_model"]["enabled"]:
-        names += ["lm_runs", "lm_head_spectra"]
-    if config["vision_transformer"]["enabled"]:
-        names += ["vit_runs", "vit_head_spectra"]
-    if config["toy_transformer"]["enabled"]:
-        names += ["fig2_toy_runs", "fig2_toy_head_spectra"]
-    if config["scalar_pair"]["enabled"]:
-        names.append("figA_scalar_pair_trajectories")
-    if config["audit"]["enabled"]:
-        names += [f"audit_{name}" for name in AUDIT_NAMES]
-    return names
+def enabled_files(kind):
+    """The "outputs" (what `all` asks for) or "sources" of every enabled experiment."""
+    return [
+        path
+        for section, files in experiment_files().items()
+        if config[section]["enabled"]
+        for path in files[kind]
+    ]
 
 
 def lm_corpus_input(wildcards):

@@ -119,12 +119,12 @@ def run_lm(data_dir: str | Path, shape: LMShape, training: LMTraining, decays: W
     evaluation = train(model, optimizer, task, schedule, checkpoint_dir, run_dir / "metrics.jsonl", progress,
                        compute)
     seconds = time.perf_counter() - started
+    if not placement.is_main:  # the other DDP processes are done: rank 0 evaluates and writes
+        return {}
     throughput = _throughput(evaluation.pop("steps_per_second_this_session", None), model, shape, training,
                              placement, compute)
     print(json.dumps(throughput))
     test_nll, test_tokens = mean_token_nll(model, tokens["test"], shape.context, training.batch_size)
-    if not placement.is_main:
-        return {}
     for checkpoint in list_checkpoints(checkpoint_dir):
         save_tokenizer(data_dir / "tokenizer.json", checkpoint)
     summary = {
@@ -147,10 +147,10 @@ def _throughput(steps_per_second: float | None, model: nn.Module, shape: LMShape
     if not steps_per_second:
         return {}
     tokens_per_second = steps_per_second * training.batch_size * shape.context
-    report = {"device_this_session": f"{placement.world_size} x {placement.device.type}",
+    device = torch.cuda.get_device_name(placement.device) if placement.device.type == "cuda" else "cpu"
+    report = {"device_this_session": f"{placement.world_size} x {device}",
               "tokens_per_second_this_session": tokens_per_second}
     if (peak := peak_flops(placement, compute)) is not None:
-        report["device_this_session"] = f"{placement.world_size} x {torch.cuda.get_device_name(placement.device)}"
         report["mfu_this_session"] = tokens_per_second * flops_per_token(model, shape) / (peak * placement.world_size)
     return report
 

@@ -1,0 +1,34 @@
+"""Preemption: SIGTERM or SIGUSR1 (what SLURM sends before preempting a job or at its time limit) is recorded
+instead of killing the process, so that training can checkpoint the step it is on and stop with `Preempted`.
+
+Free of torch, so that the command line can catch `Preempted` without importing it up front.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+PREEMPTION_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+
+class Preempted(Exception):
+    """Training stopped on a signal after checkpointing `step`; exit non-zero so that the scheduler requeues."""
+
+    def __init__(self, signum: int, step: int):
+        super().__init__(f"received {signal.Signals(signum).name}: checkpointed step {step} and stopped; "
+                         "rerun to resume")
+        self.signum, self.step = signum, step
+
+
+@contextmanager
+def preemption_signals() -> Iterator[list[int]]:
+    """Record SIGTERM/SIGUSR1 instead of dying on them (the list holds the signals received)."""
+    received: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum)) for sig in PREEMPTION_SIGNALS}
+    try:
+        yield received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
