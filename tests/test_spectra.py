@@ -31,7 +31,7 @@ def test_exactly_low_rank_product_has_zero_tail():
 
 def test_zero_factors_give_zero_everything():
     a = np.zeros((6, 3))
-    stats = spectra.summarize(a, a)
+    stats = spectra.summarize(a, a, (1e-2, 1e-3))
     for name in ("nuclear_norm", "frobenius_side", "gap", "balance_discrepancy", "effective_rank", "stable_rank"):
         assert stats[name] == 0, name
     assert stats["rank_tol_0.01"] == 0 and stats["rank_tol_0.001"] == 0
@@ -78,24 +78,37 @@ def test_rank_metrics_closed_forms():
 def test_gap_is_nonnegative_and_vanishes_exactly_for_balanced_factors():
     rng = np.random.default_rng(4)
     a, b = rng.standard_normal((2, 50, 16, 4))
-    stats = spectra.summarize(a, b)
+    stats = spectra.summarize(a, b, (1e-2,))
     assert np.all(stats["gap"] >= -1e-12)
     # Balanced factors of any W = U S Vᵀ: A = U S^½ Q, B = V S^½ Q for orthogonal Q.
     u, s, vt = np.linalg.svd(a[0] @ b[0].T)
     q, _ = np.linalg.qr(rng.standard_normal((4, 4)))
     balanced_a, balanced_b = u[:, :4] * np.sqrt(s[:4]) @ q, vt[:4].T * np.sqrt(s[:4]) @ q
-    balanced = spectra.summarize(balanced_a, balanced_b)
+    balanced = spectra.summarize(balanced_a, balanced_b, (1e-2,))
     assert balanced["balance_discrepancy"] == pytest.approx(0, abs=1e-10)
     assert balanced["gap"] == pytest.approx(0, abs=1e-10)
     assert balanced["nuclear_norm"] == pytest.approx(s.sum())
 
 
-def test_balance_discrepancy_matches_definition():
+def test_summary_of_unbalanced_factors_matches_the_definitions():
+    """summarize computes balance, Frobenius side, norms and ranks from the QR factors: check each against its
+    definition on the factors themselves and on the dense product, for random unbalanced heads (b ≠ a in scale)."""
     rng = np.random.default_rng(5)
-    a, b = rng.standard_normal((2, 9, 3))
-    expected = np.linalg.norm(a.T @ a - b.T @ b, "fro")
-    assert spectra.balance_discrepancy(a, b) == pytest.approx(expected)
-    assert spectra.frobenius_side(a, b) == pytest.approx(0.5 * (np.sum(a**2) + np.sum(b**2)))
+    a, b = rng.standard_normal((4, 9, 3)), 3.0 * rng.standard_normal((4, 9, 3))
+    stats = spectra.summarize(a, b, (1e-2, 1e-3))
+    gram_difference = np.swapaxes(a, -1, -2) @ a - np.swapaxes(b, -1, -2) @ b
+    np.testing.assert_allclose(stats["balance_discrepancy"], np.linalg.norm(gram_difference, "fro", axis=(-2, -1)),
+                               rtol=1e-12)
+    assert np.all(stats["balance_discrepancy"] > 1)  # genuinely unbalanced
+    np.testing.assert_allclose(stats["frobenius_side"], 0.5 * (np.square(a).sum((1, 2)) + np.square(b).sum((1, 2))),
+                               rtol=1e-12)
+    products = a @ np.swapaxes(b, -1, -2)  # (4, 9, 9)
+    dense = np.linalg.svd(products, compute_uv=False)
+    np.testing.assert_allclose(stats["nuclear_norm"], dense.sum(-1), rtol=1e-12)
+    np.testing.assert_allclose(stats["spectral_norm"], dense[:, 0], rtol=1e-12)
+    np.testing.assert_allclose(stats["gap"], stats["frobenius_side"] - dense.sum(-1), rtol=1e-10)
+    np.testing.assert_allclose(stats["stable_rank"], np.square(products).sum((1, 2)) / dense[:, 0] ** 2, rtol=1e-10)
+    np.testing.assert_array_equal(stats["rank_tol_0.01"], (dense > 1e-2 * dense[:, :1]).sum(-1))
 
 
 def test_accepts_torch_tensors():
@@ -114,8 +127,8 @@ def test_mismatched_shapes_name_both_shapes():
 def test_torch_qr_path_for_large_stacks_gives_the_same_statistics(monkeypatch):
     rng = np.random.default_rng(6)
     a, b = rng.standard_normal((2, 3, 64, 8))
-    numpy_path = spectra.summarize(a, b)
+    numpy_path = spectra.summarize(a, b, (1e-2,))
     monkeypatch.setattr(spectra, "TORCH_QR_MIN_ELEMENTS", 0)
-    torch_path = spectra.summarize(a, b)
+    torch_path = spectra.summarize(a, b, (1e-2,))
     for name, value in numpy_path.items():
         np.testing.assert_allclose(torch_path[name], value, rtol=1e-10, atol=1e-12, err_msg=name)

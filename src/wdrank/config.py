@@ -1,6 +1,7 @@
 """Validate a pipeline configuration against its JSON schema, with errors that name the key at fault.
 
-The schema (workflow/schemas/config.schema.yaml) gives every key a type, a description and a default;
+The schema (`config.schema.yaml` beside this module, shipped with the package) gives every key a type, a
+description and a default: it is the one place defaults are stated, for the workflow and the command line alike.
 `resolve_config` fills the defaults, then reports *every* problem at once, each as
 ``config key 'factorized.lambdas[0]': ... (allowed: ...)``, before Snakemake schedules any job.
 """
@@ -8,22 +9,36 @@ The schema (workflow/schemas/config.schema.yaml) gives every key a type, a descr
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
 
+from wdrank.experiments import SWEEPS, sweep_values
+
+SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
+
 
 class ConfigError(ValueError):
     """A configuration that cannot run; the message lists every offending key."""
 
 
-def load_schema(path: str | Path) -> dict[str, Any]:
-    """Read a YAML JSON-schema file."""
+def load_schema(path: str | Path = SCHEMA_PATH) -> dict[str, Any]:
+    """Read a YAML JSON-schema file (by default the pipeline's)."""
     with open(path, encoding="utf-8") as handle:
         return yaml.safe_load(handle)
+
+
+@cache
+def schema_default(*keys: str) -> Any:
+    """The schema's default of a config key, e.g. schema_default("spectra", "rank_thresholds")."""
+    node = load_schema()
+    for key in keys:
+        node = node["properties"][key]
+    return node["default"]
 
 
 def _key_path(parts: Iterable[Any]) -> str:
@@ -83,23 +98,6 @@ def fill_defaults(config: dict[str, Any], schema: dict[str, Any]) -> dict[str, A
     return filled
 
 
-SWEEP_AXES = (
-    ("factorized", "lambdas"), ("factorized", "seeds"),
-    ("language_model", "sweep", "wd_attn"), ("language_model", "sweep", "wd_mlp"), ("language_model", "sweep", "seeds"),
-    ("toy_transformer", "sweep", "wd_attn"), ("toy_transformer", "sweep", "seeds"),
-    ("vision_transformer", "sweep", "wd_attn"), ("vision_transformer", "sweep", "seeds"),
-)
-
-
-def _sweep_axes(config: dict[str, Any]) -> Iterator[tuple[str, list]]:
-    """(dotted key, values) of every sweep axis: each value becomes jobs, so values must be distinct."""
-    for path in SWEEP_AXES:
-        node = config
-        for part in path:
-            node = node.get(part, {}) if isinstance(node, dict) else {}
-        yield ".".join(path), node if isinstance(node, list) else []
-
-
 def _semantic_errors(config: dict[str, Any]) -> list[str]:
     """Checks a JSON schema cannot express: values that must refer to other values."""
     errors = []
@@ -109,9 +107,11 @@ def _semantic_errors(config: dict[str, Any]) -> list[str]:
             f"config key 'factorized.trajectory_lambda': got {factorized.get('trajectory_lambda')!r}, "
             f"allowed: one of factorized.lambdas {factorized.get('lambdas')}"
         )
-    for key, values in _sweep_axes(config):
-        if len(set(values)) != len(values):
-            errors.append(f"config key '{key}': values must be distinct, got {values}")
+    for section in SWEEPS:
+        for wildcard, values in sweep_values(config, section).items():
+            if len(set(values)) != len(values):
+                key = ".".join((section, *SWEEPS[section][wildcard]))
+                errors.append(f"config key '{key}': values must be distinct, got {values}")
     lm = config.get("language_model", {})
     model, sweep, figures = lm.get("model", {}), lm.get("sweep", {}), lm.get("figures", {})
     if model.get("n_embd", 1) % model.get("n_head", 1):
@@ -145,12 +145,24 @@ def _semantic_errors(config: dict[str, Any]) -> list[str]:
     return errors
 
 
-def resolve_config(config: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
-    """Validate `config`, fill defaults, and return the resolved configuration.
+def _resolve_figure_defaults(config: dict[str, Any]) -> None:
+    """The defaults the schema defines from other keys: the per-head figure's layer (null: the middle one,
+    n_layer // 2) and the λ_MLP the rank figures hold fixed (null: the first of sweep.wd_mlp)."""
+    lm = config["language_model"]
+    if lm["figures"]["layer"] is None:
+        lm["figures"]["layer"] = lm["model"]["n_layer"] // 2
+    if lm["figures"]["wd_mlp"] is None:
+        lm["figures"]["wd_mlp"] = lm["sweep"]["wd_mlp"][0]
+
+
+def resolve_config(config: dict[str, Any], schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Validate `config` against `schema` (by default the pipeline's), fill defaults, and return the resolved
+    configuration.
 
     Raises:
         ConfigError: listing every problem found, each naming its key and what is allowed.
     """
+    schema = load_schema() if schema is None else schema
     if not isinstance(config, dict):
         raise ConfigError(f"the configuration must be a mapping of keys to values, got {type(config).__name__}")
     resolved = fill_defaults(config, schema)
@@ -160,4 +172,5 @@ def resolve_config(config: dict[str, Any], schema: dict[str, Any]) -> dict[str, 
         errors = _semantic_errors(resolved)
     if errors:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
+    _resolve_figure_defaults(resolved)
     return resolved

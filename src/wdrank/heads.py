@@ -1,4 +1,4 @@
-"""Per-head factor pairs of attention, from parameter names: the one place that knows checkpoint layouts.
+"""Per-head factor pairs of attention, from parameter names: how each architecture lays out its heads.
 
 For head h of a layer (d = d_model, r = d_head), both attention products are M = A Bᵀ with A, B of shape d x r:
 - QK: M_QK = W_Q^h (W_K^h)ᵀ, the bilinear form of the attention scores x_i M_QK x_jᵀ (paper: W_Kᵀ W_Q);
@@ -6,20 +6,20 @@ For head h of a layer (d = d_model, r = d_head), both attention products are M =
   A = W_V^h (d x r) and B = (W_O^h)ᵀ (d x r), so ‖AᵀA − BᵀB‖ = ‖W_VᵀW_V − W_O W_Oᵀ‖.
 Biases are not part of the products. Supported here: GPT-2, LLaMA / Mistral (grouped KV heads: query head h
 uses KV head h // (n_head / n_kv_head)) and BERT as written by `transformers`, timm's VisionTransformer, and the
-toy Transformer of Fig. 2.
+toy Transformer of Fig. 2. (Which parameters are attention for weight decay is `wdrank.optim`'s rule; how
+files are opened is `wdrank.weights`.)
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from wdrank import spectra
+
 
 @dataclass(frozen=True)
 class LayerFactors:
@@ -151,18 +151,3 @@ def factor_spectra_table(factors: Iterator[LayerFactors], rank_thresholds: tuple
     table["gap_relative"] = table["gap"] / frobenius
     table["balance_relative"] = table["balance_discrepancy"] / frobenius
     return table
-
-
-def checkpoint_spectra(checkpoints: list, rank_thresholds: tuple[float, ...], config: Mapping | None = None
-                       ) -> pd.DataFrame:
-    """Per-head spectra of every checkpoint folder, one row per (step, layer, head, product). The model config
-    is read from each folder's config.json unless given."""
-    from wdrank.checkpoint import checkpoint_step, load_weights
-
-    frames = []
-    for path in checkpoints:
-        model_config = config if config is not None else json.loads((Path(path) / "config.json").read_text())
-        table = factor_spectra_table(attention_factors(load_weights(path), model_config), rank_thresholds)
-        table.insert(0, "step", checkpoint_step(path))
-        frames.append(table)
-    return pd.concat(frames, ignore_index=True)

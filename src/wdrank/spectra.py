@@ -20,7 +20,6 @@ from numpy.typing import ArrayLike, DTypeLike
 # NumPy, not torch: this module is pure linear algebra, imports in a fraction of a second (short Snakemake
 # jobs), and takes weights from any framework (np.asarray of a CPU torch tensor shares its memory).
 
-DEFAULT_RANK_THRESHOLDS: tuple[float, ...] = (1e-2, 1e-3)
 # Factor stacks at least this large go through torch's QR (MKL in the x86 wheels: 2.7x NumPy's on a 32 x 4096 x 128
 # stack here, benchmarks/audit_speed.py); smaller ones stay in NumPy so that short jobs never import torch.
 TORCH_QR_MIN_ELEMENTS = 1 << 22
@@ -88,19 +87,6 @@ def stable_rank(singular_values: np.ndarray) -> np.ndarray:
     return np.where(sigma_max_sq > 0, ratio, np.zeros_like(ratio))
 
 
-def frobenius_side(a: ArrayLike, b: ArrayLike, dtype: DTypeLike = np.float64) -> np.ndarray:
-    """½(‖A‖²_F + ‖B‖²_F): the weight-decay penalty on the two factors (per unit λ)."""
-    a, b = _as_factors(a, b, dtype)
-    return 0.5 * (np.square(a).sum((-1, -2)) + np.square(b).sum((-1, -2)))
-
-
-def balance_discrepancy(a: ArrayLike, b: ArrayLike, dtype: DTypeLike = np.float64) -> np.ndarray:
-    """‖AᵀA − BᵀB‖_F: zero iff the factors are balanced; decays as e^{−2λt} under gradient flow."""
-    a, b = _as_factors(a, b, dtype)
-    gram_diff = np.swapaxes(a, -1, -2) @ a - np.swapaxes(b, -1, -2) @ b  # (..., r, r)
-    return np.sqrt(np.square(gram_diff).sum((-1, -2)))
-
-
 def rank_column(threshold: float) -> str:
     """Column name of the numerical rank at a relative threshold, e.g. 'rank_tol_0.01'."""
     return f"rank_tol_{threshold:g}"
@@ -109,13 +95,14 @@ def rank_column(threshold: float) -> str:
 def summarize(
     a: np.ndarray,
     b: np.ndarray,
-    rank_thresholds: Sequence[float] = DEFAULT_RANK_THRESHOLDS,
+    rank_thresholds: Sequence[float],
     dtype: DTypeLike = np.float64,
 ) -> dict[str, np.ndarray]:
     """Every per-product statistic the pipeline reports, each an array of shape (...).
 
-    Keys: nuclear_norm, frobenius_side, gap (= frobenius_side − nuclear_norm >= 0), balance_discrepancy,
-    spectral_norm, effective_rank, stable_rank, and one `rank_tol_<τ>` per threshold.
+    Keys: nuclear_norm, frobenius_side ½(‖A‖²_F + ‖B‖²_F) (the weight-decay penalty per unit λ), gap
+    (= frobenius_side − nuclear_norm >= 0), balance_discrepancy ‖AᵀA − BᵀB‖_F (zero iff balanced; decays as
+    e^{−2λt} under gradient flow), spectral_norm, effective_rank, stable_rank, and one `rank_tol_<τ>` per threshold.
     The singular values themselves are under 'singular_values' with shape (..., k).
     """
     r_a, r_b = _r_factors(a, b, dtype)  # one QR per factor serves every statistic below

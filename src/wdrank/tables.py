@@ -1,4 +1,5 @@
-"""Paper-ready tables: Table 1 (test perplexity over the λ_SA x λ_MLP grid) as CSV, Markdown and LaTeX."""
+"""Paper-ready tables: Table 1 (test perplexity over the λ_SA x λ_MLP grid) as CSV, Markdown and LaTeX, and the
+ViT's rank and accuracy per λ."""
 
 from __future__ import annotations
 
@@ -24,10 +25,11 @@ def _cells(grid: pd.DataFrame, bold: tuple[str, str]) -> pd.DataFrame:
     return grid.assign(cell=text).pivot(index="wd_attn", columns="wd_mlp", values="cell")
 
 
-def write_perplexity_tables(runs: pd.DataFrame, prefix: str | Path) -> None:
-    """`<prefix>.csv` (long), `.md` and `.tex` (rows λ_SA, columns λ_MLP, best cell in bold)."""
+def write_perplexity_tables(runs: pd.DataFrame, csv: str | Path, markdown_path: str | Path, latex_path: str | Path
+                            ) -> None:
+    """Table 1 as CSV (long), Markdown and LaTeX (rows λ_SA, columns λ_MLP, best cell in bold)."""
     grid = perplexity_grid(runs)
-    with atomic_path(f"{prefix}.csv") as tmp:
+    with atomic_path(csv) as tmp:
         grid.to_csv(tmp, index=False, float_format="%.6g")
 
     markdown = _cells(grid, ("**", "**"))
@@ -35,7 +37,7 @@ def write_perplexity_tables(runs: pd.DataFrame, prefix: str | Path) -> None:
     lines = [header, "|" + "---|" * (len(markdown.columns) + 1)]
     lines += [f"| {i:g} | " + " | ".join(row) + " |" for i, row in zip(markdown.index, markdown.values, strict=True)]
     caption = "Test perplexity (mean ± std over seeds, n seeds); best cell in bold."
-    with atomic_path(f"{prefix}.md") as tmp:
+    with atomic_path(markdown_path) as tmp:
         tmp.write_text(caption + "\n\n" + "\n".join(lines) + "\n")
 
     latex = _cells(grid, (r"\textbf{", "}")).map(lambda c: c.replace("±", r"$\pm$"))
@@ -44,14 +46,20 @@ def write_perplexity_tables(runs: pd.DataFrame, prefix: str | Path) -> None:
             + r" \\", r"\midrule"]
     body += [f"{i:g} & " + " & ".join(row) + r" \\" for i, row in zip(latex.index, latex.values, strict=True)]
     body += [r"\bottomrule", r"\end{tabular}"]
-    with atomic_path(f"{prefix}.tex") as tmp:
+    with atomic_path(latex_path) as tmp:
         tmp.write_text("% " + caption + " Requires \\usepackage{booktabs}.\n" + "\n".join(body) + "\n")
 
 
-def rank_accuracy_table(means: pd.DataFrame, runs: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Per λ: mean and std over seeds of the per-run mean QK and OV rank (`means`: one row per run and product)
-    and of test accuracy (`runs`: one row per run)."""
-    wide = means.pivot_table(index=["wd_attn", "seed"], columns="product", values=metric).reset_index()
+def run_means(spectra: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """One row per (run, product): `metric` averaged over every head and layer at the final checkpoint."""
+    final = spectra[spectra["step"] == spectra["step"].max()]
+    return final.groupby(["wd_attn", "seed", "product"], as_index=False)[metric].mean()
+
+
+def rank_accuracy_table(spectra: pd.DataFrame, runs: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Per λ: mean and std over seeds of the per-run mean QK and OV rank (`spectra`: the ViT head spectra) and of
+    test accuracy (`runs`: one row per run)."""
+    wide = run_means(spectra, metric).pivot_table(index=["wd_attn", "seed"], columns="product", values=metric).reset_index()
     wide = wide.rename(columns={"QK": f"QK_{metric}", "OV": f"OV_{metric}"})
     merged = wide.merge(runs[["wd_attn", "seed", "test_accuracy"]], on=["wd_attn", "seed"])
     columns = [f"QK_{metric}", f"OV_{metric}", "test_accuracy"]

@@ -122,16 +122,23 @@ def _truncate_metrics(path: Path, after_step: int) -> None:
     path.write_text("".join(kept))
 
 
+@dataclass(frozen=True)
+class TrainResult:
+    evaluation: dict[str, float]  # the task's evaluation after the last step
+    steps_per_second: float | None  # of this session, None when too few steps were timed
+
+
 def train(model: nn.Module, optimizer: torch.optim.Optimizer, task: Task, schedule: Schedule,
           checkpoint_dir: str | Path, metrics_path: str | Path, progress: bool = True,
-          compute: Compute = Compute()) -> dict[str, float]:
-    """Train to `schedule.steps`, resuming from the latest checkpoint; returns the final evaluation, plus
-    `steps_per_second_this_session` when steps were timed. Only the main process writes files.
+          compute: Compute | None = None, model_config: dict | None = None) -> TrainResult:
+    """Train to `schedule.steps`, resuming from the latest checkpoint. Only the main process writes files;
+    `model_config` is written as config.json beside each checkpoint of a model that does not write its own.
 
     Raises:
         Preempted: on SIGTERM/SIGUSR1, after checkpointing the current step.
         FloatingPointError: on a non-finite training loss.
     """
+    compute = compute or Compute()
     placement = place(compute)
     model.to(placement.device)  # in place: the optimizer keeps its parameters
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule.lr_factor)
@@ -160,7 +167,7 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, task: Task, schedu
 
         def checkpoint(step: int) -> None:
             if placement.is_main:
-                save_checkpoint(checkpoint_dir, step, model, optimizer, scheduler)
+                save_checkpoint(checkpoint_dir, step, model, optimizer, scheduler, model_config)
 
         if start == 0 and 0 in saves:
             checkpoint(0)
@@ -205,7 +212,7 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, task: Task, schedu
     if not evaluation:  # resumed at the last step: evaluate the restored model
         model.eval()
         evaluation = task.evaluate(model)
-    return {**evaluation, **timer.summary()}
+    return TrainResult(evaluation, timer.steps_per_second())
 
 
 def _forward_module(model: nn.Module, placement: Placement, compute: Compute) -> nn.Module:
@@ -237,7 +244,7 @@ class _Throughput:
                 self.began = now
             self.last, self.ended = done, now
 
-    def summary(self) -> dict[str, float]:
+    def steps_per_second(self) -> float | None:
         if self.began is None or self.last <= self.first:
-            return {}
-        return {"steps_per_second_this_session": (self.last - self.first) / (self.ended - self.began)}
+            return None
+        return (self.last - self.first) / (self.ended - self.began)

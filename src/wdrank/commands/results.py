@@ -1,0 +1,51 @@
+"""Pipeline steps that combine per-run results into the tables figures are drawn from, and refresh the cache."""
+
+from __future__ import annotations
+
+import argparse
+
+from wdrank.commands import add_command
+
+COMMANDS = {
+    "collect-runs": "one runs table (every summary's row) and one spectra table (every run's spectra)",
+    "concat-tables": "concatenate per-run parquet tables into one CSV",
+    "write-cache": "gzip result tables into the committed cache (reproducible bytes)",
+}
+
+
+def _collect_runs(args: argparse.Namespace) -> None:
+    from wdrank.aggregate import collect_summaries, concat_run_tables, write_csv
+
+    write_csv(collect_summaries(args.summaries), args.runs_out)
+    write_csv(concat_run_tables(args.spectra), args.spectra_out)
+
+
+def _concat_tables(args: argparse.Namespace) -> None:
+    from wdrank.aggregate import concat_run_tables, write_csv
+
+    write_csv(concat_run_tables(args.inputs), args.out)
+
+
+def _write_cache(args: argparse.Namespace) -> None:
+    from wdrank.aggregate import write_gzip_copy
+
+    if len(args.tables) != len(args.out):
+        raise ValueError(f"{len(args.tables)} tables but {len(args.out)} --out paths: give one per table")
+    for table, target in zip(args.tables, args.out, strict=True):
+        write_gzip_copy(table, target)
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = add_command(commands, "collect-runs", COMMANDS["collect-runs"], _collect_runs)
+    parser.add_argument("--summaries", nargs="+", required=True, help="summary.json of every run")
+    parser.add_argument("--spectra", nargs="+", required=True, help="spectra.parquet of every run")
+    parser.add_argument("--runs-out", required=True, help="CSV, one row per run")
+    parser.add_argument("--spectra-out", required=True, help="CSV, one row per run, step, layer, head, product")
+
+    parser = add_command(commands, "concat-tables", COMMANDS["concat-tables"], _concat_tables)
+    parser.add_argument("inputs", nargs="+")
+    parser.add_argument("--out", required=True)
+
+    parser = add_command(commands, "write-cache", COMMANDS["write-cache"], _write_cache)
+    parser.add_argument("tables", nargs="+", help="result tables (CSV)")
+    parser.add_argument("--out", nargs="+", required=True, help="the gzipped copy of each table, in the same order")

@@ -1,0 +1,55 @@
+"""Pipeline steps of a trained run: train it (language model, ViT or toy Transformer), then measure the spectra of
+its checkpoints."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from wdrank.commands import add_command, rank_thresholds_argument, torch_threads
+from wdrank.experiments import TRAINED
+
+COMMANDS = {
+    "train": "train one run of an experiment; resumes from its checkpoints",
+    "spectra": "per-head spectra of every checkpoint of one run",
+}
+
+
+def _train(args: argparse.Namespace) -> None:
+    from wdrank.device import Compute
+    from wdrank.experiments.training import run_decays, run_training
+
+    torch_threads()
+    settings = json.loads(args.settings)
+    decays = run_decays(settings["train"], args.wd_attn, args.wd_mlp)
+    summary = run_training(args.experiment, settings, args.data_dir, decays, args.seed, args.summary, args.metrics,
+                           args.checkpoint_dir, Compute(**settings.get("compute", {})))
+    if summary is not None:  # the main process
+        print(json.dumps(summary["row"]))
+
+
+def _spectra(args: argparse.Namespace) -> None:
+    from wdrank.aggregate import write_run_table
+    from wdrank.runs import run_spectra
+
+    table = run_spectra(args.summary, tuple(args.rank_thresholds))
+    write_run_table(table, args.out, {"summary": args.summary, "rank_thresholds": args.rank_thresholds})
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = add_command(commands, "train", COMMANDS["train"], _train)
+    parser.add_argument("experiment", choices=sorted(TRAINED), help="the config section of the experiment")
+    parser.add_argument("--settings", required=True,
+                        help="JSON of the experiment's config section without its sweep (model, train, data, compute)")
+    parser.add_argument("--data-dir", help="the prepared data folder (language model and ViT)")
+    parser.add_argument("--wd-attn", type=float, required=True, help="λ_SA, the weight decay of attention weights")
+    parser.add_argument("--wd-mlp", type=float, help="λ_MLP where it is swept (default: train.wd_mlp, else 0)")
+    parser.add_argument("--seed", type=int, required=True, help="initialisation and data order")
+    parser.add_argument("--summary", required=True, help="summary.json of the finished run (layout: wdrank.runs)")
+    parser.add_argument("--metrics", required=True, help="metrics.jsonl: train loss, lr, gradient norm, evaluations")
+    parser.add_argument("--checkpoint-dir", required=True, help="checkpoints; a rerun resumes from the latest")
+
+    parser = add_command(commands, "spectra", COMMANDS["spectra"], _spectra)
+    parser.add_argument("--summary", required=True, help="summary.json of the run")
+    rank_thresholds_argument(parser)
+    parser.add_argument("--out", required=True, help="parquet table, one row per step, layer, head and product")

@@ -1,0 +1,47 @@
+"""A finished training run on disk: its summary.json, and the per-head spectra of its checkpoints.
+
+Every trained experiment writes the same summary.json (`wdrank.experiments.training.run_training`):
+
+    row      the run's line in its experiment's runs table: weight decays, seed and scores, identical on any machine
+    run      experiment, sweep point, settings, resolved model shape, parameter groups (role -> weight decay, tensor
+             and parameter counts, names), checkpoints (step, folder)
+    session  this session's wall time, device and speed (units/s, MFU): never part of a table
+
+Spectra are a step of their own, so that changing the rank thresholds never retrains anything, and a GPU job never
+spends its time on them. Each checkpoint folder is read like any model folder (`wdrank.audit`). Torch-free: the
+step starts in about a second.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from wdrank.audit import audit_model
+
+
+def read_summary(path: str | Path) -> dict:
+    """The summary.json of a finished run, with an error naming the file if it is not one."""
+    try:
+        summary = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: cannot read the summary of a run: {error}") from error
+    if not isinstance(summary, dict) or not {"row", "run", "session"} <= set(summary):
+        raise ValueError(f"{path}: not the summary.json of a finished run (it needs row, run and session)")
+    return summary
+
+
+def run_spectra(summary_path: str | Path, rank_thresholds: tuple[float, ...]) -> pd.DataFrame:
+    """One row per (checkpoint step, layer, head, product), led by the run's sweep point (e.g. wd_attn, seed)."""
+    run = read_summary(summary_path)["run"]
+    frames = []
+    for checkpoint in run["checkpoints"]:
+        table = audit_model(checkpoint["path"], rank_thresholds)
+        table.insert(0, "step", checkpoint["step"])
+        frames.append(table)
+    table = pd.concat(frames, ignore_index=True)
+    for position, (axis, value) in enumerate(run["sweep"].items()):
+        table.insert(position, axis, value)
+    return table
