@@ -54,6 +54,7 @@ include: "workflow/rules/cache.smk"
 localrules:
     all,
     fetch_package,
+    hub_download,
 
 
 rule all:

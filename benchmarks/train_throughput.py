@@ -48,10 +48,12 @@ def main() -> None:
     model = build_lm(shape, seed=0)
     optimizer = build_optimizer(model, WeightDecays(1.0, 0.1), lr=3e-3, betas=(0.9, 0.95), eps=1e-8)
     tokens = np.random.default_rng(0).integers(0, args.vocab_size, 200_000).astype(np.uint16)
-    task = LMTask(tokens, tokens, args.context, args.batch_size, seed=0, eval_batches=1)
+    task = LMTask(tokens, tokens, args.context, args.batch_size, seed=0, eval_batches=1,
+                  eval_batch_size=args.batch_size)
+    whole = slice(0, args.batch_size)
 
     def step(i: int) -> None:
-        task.loss(model, task.batch(i)).backward()
+        task.loss(model, task.batch(i, whole)).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

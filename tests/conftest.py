@@ -79,13 +79,13 @@ TINY_FIGURES = sorted([
 ])
 
 
-def snakemake(workdir, *args, config=None):
+def snakemake(workdir, *args, config=None, timeout=600):
     """Run the repository's workflow in `workdir`; returns the completed process (never raises)."""
     if config is not None:
         (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
                str(workdir), "--configfile", str(workdir / "tiny.yaml"), "--cores", "2", *args]
-    return subprocess.run(command, capture_output=True, text=True, cwd=workdir, timeout=600)
+    return subprocess.run(command, capture_output=True, text=True, cwd=workdir, timeout=timeout)
 
 
 def job_counts(dry_run_output):

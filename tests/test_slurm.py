@@ -3,6 +3,7 @@ config submitted through `snakemake --executor slurm`, and a job that fails. Ski
 the daemons (not root, not Debian, no plugin)."""
 
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -22,9 +23,11 @@ SLURM_OPTIONS = ["--profile", str(REPO / "workflow/profiles/slurm"), "--slurm-st
                  "--slurm-init-seconds-before-status-checks", "2", "--seconds-between-status-checks", "1",
                  "--latency-wait", "5", "--jobs", "4",
                  "--default-resources", "slurm_account=root", "slurm_partition=debug"]
-# The experiments whose tables are compared with the local run (the others are off to keep the test short).
-SLURM_TINY = {**TINY, **{name: {"enabled": False} for name in ("vision_transformer", "toy_transformer",
-                                                               "scalar_pair", "audit")}}
+# The experiments whose tables are compared with the local run (the others are off to keep the test short), and
+# one toy run asking for 2 CPUs, to see that a job runs with the threads it asked for.
+SLURM_TINY = {**TINY, **{name: {"enabled": False} for name in ("vision_transformer", "scalar_pair", "audit")},
+              "toy_transformer": {**TINY["toy_transformer"], "sweep": {"wd_attn": [1.0], "seeds": [0]}},
+              "resources": {"toy_train": {"cpus_per_task": 2}}}
 
 pytestmark = pytest.mark.slurm
 
@@ -71,8 +74,10 @@ def test_tiny_config_on_slurm_gives_the_tables_of_a_local_run(slurm_cluster, tin
     result = run_on_slurm(tmp_path, SLURM_TINY)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     # every job but the corpus download (a local rule) ran as a SLURM job: 2 Fig. 1 runs, their table and figure;
-    # LM data, 2 trainings, 2 spectra, the runs tables, Table 1 and 3 figures
-    assert len(finished_jobs(slurm_cluster)) - before == 4 + 10
+    # LM data, 2 trainings, 2 spectra, the runs tables, Table 1 and 3 figures; the toy run, its spectra, tables, figure
+    assert len(finished_jobs(slurm_cluster)) - before == 4 + 10 + 4
+    toy = json.loads((tmp_path / "results/toy/runs/wd_attn~1.0/seed~0/summary.json").read_text())
+    assert toy["session"]["threads"] == 2  # resources cpus_per_task 2 -> 2 CPUs on the node -> 2 threads
     for table in ("fig1_factorized_matrices.csv", "lm_runs.csv", "lm_head_spectra.csv",
                   "table1_lm_perplexity.csv", "table1_lm_perplexity.md"):
         produced, local = tmp_path / "results/tables" / table, tiny_run / "results/tables" / table

@@ -52,9 +52,11 @@ def test_head_factors_reproduce_the_toy_attention():
 
 def test_regression_tasks_are_fresh_deterministic_and_consistent():
     task = InContextRegression(x_dim=3, context=8, batch_size=4, seed=1, eval_size=16)
-    tokens, targets = task.batch(5)
+    whole = slice(0, 4)
+    tokens, targets = task.batch(5, whole)
     assert tokens.shape == (4, 9, 4) and targets.shape == (4,)
-    assert torch.equal(tokens, task.batch(5)[0]) and not torch.equal(tokens, task.batch(6)[0])
+    assert torch.equal(tokens, task.batch(5, whole)[0]) and not torch.equal(tokens, task.batch(6, whole)[0])
+    assert torch.equal(task.batch(5, slice(2, 4))[0], tokens[2:])  # a micro-batch is those rows of the batch
     assert torch.all(tokens[:, -1, -1] == 0)  # the query's y is hidden
     # y is linear in x with one w per task: solve it from the context and predict the query exactly
     x, y = tokens[0, :-1, :-1].double(), tokens[0, :-1, -1].double()
@@ -84,3 +86,21 @@ def test_scalar_pair_is_deterministic_and_validated():
     pd.testing.assert_frame_equal(simulate(run), simulate(run))
     with pytest.raises(ValueError, match="parametrisation"):
         ScalarPairRun("squared", "adamw", 0.3, (1.0, 0.25), (0.2, 1.2), lr=0.01, steps=50)
+
+
+def test_a_training_job_uses_the_threads_it_was_given(tmp_path):
+    """Snakemake exports OMP_NUM_THREADS = the job's threads (= resources cpus_per_task); training runs with that
+    many and records it in the session."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    settings = {"model": asdict(SHAPE), "train": {"steps": 5, "batch_size": 8, "context": 4, "lr": 0.01,
+                                                  "optimizer": "adamw", "wd_other": 0.0, "record_points": 2,
+                                                  "eval_size": 8}}
+    command = [sys.executable, "-m", "wdrank", "train", "toy_transformer", "--settings", json.dumps(settings),
+               "--wd-attn", "0.1", "--seed", "0", "--summary", str(tmp_path / "summary.json"), "--metrics",
+               str(tmp_path / "metrics.jsonl"), "--checkpoint-dir", str(tmp_path / "ckpt")]
+    subprocess.run(command, check=True, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
+    assert json.loads((tmp_path / "summary.json").read_text())["session"]["threads"] == 2

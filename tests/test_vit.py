@@ -10,7 +10,7 @@ import torch
 
 from test_audit import factor_attention, zero_biases_and_sharpen
 from wdrank.data.images import (
-    ImageSplit, augment, epoch_indices, load_split, prepare_images, read_idx, read_idx_folder, read_mnist_5k,
+    Augmentation, ImageSplit, epoch_indices, load_split, prepare_images, read_idx, read_idx_folder, read_mnist_5k,
     stratified_split,
 )
 from wdrank.experiments.training import run_decays, run_training
@@ -18,6 +18,9 @@ from wdrank.heads import attention_factors
 from wdrank.models.vit import ViTShape, build_vit
 from wdrank.optim import parameter_role
 from wdrank.runs import run_spectra
+
+
+NATIVE = {"image_size": None, "channels": None, "max_images": None}  # the source's own size and channels, all images
 
 
 def write_idx(path, array, compress):
@@ -75,6 +78,10 @@ def test_batches_cover_each_epoch_once_and_depend_only_on_seed_and_step():
     np.testing.assert_array_equal(epoch_indices(n, batch, 1, 3), stream[12:16])
 
 
+def augment(images, rng, translate, flip):
+    return Augmentation(translate, flip).draws(rng, len(images)).apply(images)
+
+
 def test_augmentation_is_seeded_translates_and_flips():
     images = torch.arange(2 * 3 * 5 * 5, dtype=torch.uint8).reshape(2, 3, 5, 5)
     assert torch.equal(augment(images, np.random.default_rng(0), 0, False), images)
@@ -87,18 +94,46 @@ def test_augmentation_is_seeded_translates_and_flips():
     assert (shifted.sum(dim=(1, 2, 3)) < 16).any()  # some images moved, letting zero padding in
 
 
+def test_a_micro_batch_is_augmented_as_within_its_whole_batch():
+    images = torch.arange(8 * 1 * 5 * 5, dtype=torch.uint8).reshape(8, 1, 5, 5)
+    draws = Augmentation(2, True).draws(np.random.default_rng(3), 8)
+    whole = draws.apply(images)
+    parts = torch.cat([draws[rows].apply(images[rows]) for rows in (slice(0, 2), slice(2, 4), slice(4, 8))])
+    assert torch.equal(parts, whole) and not torch.equal(whole, images)
+
+
 def test_prepare_mnist_5k_writes_split_arrays_and_manifest(tmp_path):
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(10), 10)
     write_mnist_csv(tmp_path / "mnist.csv.gz", rng.integers(0, 256, (100, 784)), labels)
     assert read_mnist_5k(tmp_path / "mnist.csv.gz").images.shape == (100, 1, 28, 28)
-    data = {"source": "mnist_5k", "test_fraction": 0.2, "split_seed": 0}
+    data = {"source": "mnist_5k", "test_fraction": 0.2, "split_seed": 0, **NATIVE}
     manifest = prepare_images(data, tmp_path / "out", tmp_path / "mnist.csv.gz")
     assert manifest["sizes"] == {"train": 80, "test": 20} and manifest["num_classes"] == 10
     assert manifest["image_size"] == 28 and manifest["channels"] == 1 and 0.4 < manifest["mean"][0] < 0.6
     images, split_labels = load_split(tmp_path / "out", "test")
     assert images.dtype == np.uint8 and images.shape == (20, 1, 28, 28) and np.bincount(split_labels).max() == 2
     assert json.loads((tmp_path / "out/manifest.json").read_text()) == manifest
+    expected = stratified_split(read_mnist_5k(tmp_path / "mnist.csv.gz"), 0.2, 0)["test"].images
+    np.testing.assert_array_equal(images, expected)
+
+
+def test_any_source_is_resized_converted_and_capped(tmp_path):
+    """Digits at a ViT-S/16 size: 28 px grey -> 56 px RGB (bicubic, grey replicated), 12 per split at most."""
+    rng = np.random.default_rng(1)
+    write_mnist_csv(tmp_path / "mnist.csv.gz", rng.integers(0, 256, (100, 784)), np.repeat(np.arange(10), 10))
+    data = {"source": "mnist_5k", "test_fraction": 0.2, "split_seed": 0, "image_size": 56, "channels": 3,
+            "max_images": 12}
+    manifest = prepare_images(data, tmp_path / "out", tmp_path / "mnist.csv.gz")
+    assert manifest["sizes"] == {"train": 12, "test": 12} and (manifest["image_size"], manifest["channels"]) == (56, 3)
+    images, _ = load_split(tmp_path / "out", "train")
+    assert images.shape == (12, 3, 56, 56)
+    assert np.array_equal(images[:, 0], images[:, 1]) and np.array_equal(images[:, 1], images[:, 2])
+    from PIL import Image
+
+    first = stratified_split(read_mnist_5k(tmp_path / "mnist.csv.gz"), 0.2, 0)["train"].images[0, 0]
+    resized = np.asarray(Image.fromarray(first).resize((56, 56), Image.Resampling.BICUBIC))
+    np.testing.assert_array_equal(images[0, 0], resized)
 
 
 def test_vit_head_split_reproduces_timm_attention_and_roles():
@@ -129,11 +164,12 @@ def test_short_run_learns_and_decay_lowers_rank(tmp_path):
     images[labels == 1, :, 4:] += 150
     write_mnist_csv(tmp_path / "d.csv.gz", np.pad(images, ((0, 0), (0, 0), (0, 20), (0, 20))).reshape(120, -1),
                     labels)
-    prepare_images({"source": "mnist_5k", "test_fraction": 0.25, "split_seed": 0}, tmp_path / "data",
+    prepare_images({"source": "mnist_5k", "test_fraction": 0.25, "split_seed": 0, **NATIVE}, tmp_path / "data",
                    tmp_path / "d.csv.gz")
     settings = {
         "model": {"patch_size": 7, "depth": 2, "embed_dim": 16, "n_head": 2, "mlp_ratio": 2.0},
-        "train": {"steps": 40, "batch_size": 16, "lr": 0.01, "warmup_steps": 4, "min_lr_ratio": 0.1, "beta1": 0.9,
+        "train": {"steps": 40, "batch_size": 16, "micro_batch_size": 8, "lr": 0.01, "warmup_steps": 4,
+                  "min_lr_ratio": 0.1, "beta1": 0.9,
                   "beta2": 0.95, "eps": 1e-8, "grad_clip": 1.0, "wd_mlp": 0.1, "wd_other": 0.0, "eval_every": 20,
                   "checkpoint_every": 20},
         "data": {"augmentation": {"translate": 1, "horizontal_flip": False}},
@@ -168,10 +204,10 @@ def test_hugging_face_image_source_is_resized_and_stored(tmp_path):
             for i in range(count):
                 pixels = rng.integers(0, 256, (20 + 4 * i, 30, 3), dtype=np.uint8)
                 Image.fromarray(pixels).save(folder / f"{i}.png")
-    data = {"source": "datasets", "dataset_path": str(tmp_path / "images"), "dataset_name": None,
+    data = {"source": "datasets", "dataset_path": str(tmp_path / "images"), "dataset_name": None, "data_files": [],
             "train_split": "train", "test_split": "test", "image_field": "image", "label_field": "label",
             "image_size": 16, "channels": 3, "max_images": None}
-    manifest = prepare_images(data, tmp_path / "out")
+    manifest = prepare_images(data, tmp_path / "out", dataset_dir=tmp_path / "images")
     assert manifest["sizes"] == {"train": 6, "test": 4} and manifest["num_classes"] == 2
     images, labels = load_split(tmp_path / "out", "train")
     assert images.shape == (6, 3, 16, 16) and images.dtype == np.uint8 and sorted(labels) == [0, 0, 0, 1, 1, 1]

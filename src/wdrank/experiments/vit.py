@@ -15,12 +15,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wdrank.data.images import augment, epoch_indices, load_split
+from wdrank.data.images import Augmentation, epoch_indices, load_split
 from wdrank.device import model_device
 from wdrank.experiments.training import Throughput, TrainingSetup
 from wdrank.models.vit import ViTShape, build_vit
 from wdrank.optim import WeightDecays
-from wdrank.train import AdamWTraining
+from wdrank.schedule import AdamWTraining
 
 
 @dataclass(frozen=True)
@@ -30,34 +30,29 @@ class ViTTraining(AdamWTraining):
     wd_mlp: float  # held fixed across the sweep, as in the paper
 
 
-@dataclass(frozen=True)
-class Augmentation:
-    """Config section `vision_transformer.data.augmentation` (training batches only)."""
-
-    translate: int  # pixels of random translation
-    horizontal_flip: bool
-
-
 class ImageClassification:
-    """Cross-entropy on augmented training batches; batch `step` is a pure function of (seed, step)."""
+    """Cross-entropy on augmented training batches; batch `step` is a pure function of (seed, step): epochs of
+    seeded permutations, augmentation drawn per (seed, step) for the whole batch."""
 
-    def __init__(self, data_dir: str | Path, batch_size: int, seed: int, augmentation: Augmentation):
+    def __init__(self, data_dir: str | Path, batch_size: int, seed: int, augmentation: Augmentation,
+                 eval_batch_size: int):
         manifest = json.loads((Path(data_dir) / "manifest.json").read_text())
         self.train_images, self.train_labels = load_split(data_dir, "train")
         self.test_images, self.test_labels = load_split(data_dir, "test")
         self.mean = torch.tensor(manifest["mean"], dtype=torch.float32)[:, None, None]
         self.std = torch.tensor(manifest["std"], dtype=torch.float32)[:, None, None]
         self.batch_size, self.seed, self.augmentation = batch_size, seed, augmentation
+        self.eval_batch_size = eval_batch_size
 
     def _normalise(self, images: torch.Tensor) -> torch.Tensor:
         return (images.float() / 255 - self.mean) / self.std
 
-    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        rows = np.sort(epoch_indices(len(self.train_labels), self.batch_size, self.seed, step))  # sorted: memmap reads
-        images = torch.from_numpy(np.array(self.train_images[rows]))
-        images = augment(images, np.random.default_rng((self.seed, step, 1)), self.augmentation.translate,
-                         self.augmentation.horizontal_flip)
-        return self._normalise(images), torch.from_numpy(self.train_labels[rows])
+    def batch(self, step: int, rows: slice) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows of the global batch of `step`; only these images are read from disk."""
+        order = np.sort(epoch_indices(len(self.train_labels), self.batch_size, self.seed, step))  # sorted: memmap
+        draws = self.augmentation.draws(np.random.default_rng((self.seed, step, 1)), self.batch_size)
+        images = draws[rows].apply(torch.from_numpy(np.array(self.train_images[order[rows]])))
+        return self._normalise(images), torch.from_numpy(self.train_labels[order[rows]])
 
     def loss(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         images, labels = batch
@@ -66,11 +61,10 @@ class ImageClassification:
     @torch.no_grad()
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         """Loss and accuracy over the whole test split (no augmentation)."""
-        total_loss, correct, device = 0.0, 0, model_device(model)
-        for start in range(0, len(self.test_labels), 4 * self.batch_size):
-            images = self._normalise(torch.from_numpy(np.array(self.test_images[start:start + 4 * self.batch_size])))
-            images = images.to(device)
-            labels = torch.from_numpy(self.test_labels[start:start + 4 * self.batch_size]).to(device)
+        total_loss, correct, device, chunk = 0.0, 0, model_device(model), self.eval_batch_size
+        for start in range(0, len(self.test_labels), chunk):
+            images = self._normalise(torch.from_numpy(np.array(self.test_images[start:start + chunk]))).to(device)
+            labels = torch.from_numpy(self.test_labels[start:start + chunk]).to(device)
             logits = model(images)
             total_loss += F.cross_entropy(logits.double(), labels, reduction="sum").item()
             correct += (logits.argmax(-1) == labels).sum().item()
@@ -87,7 +81,9 @@ def setup(settings: dict, data_dir: str | Path, decays: WeightDecays, seed: int)
     model = build_vit(shape, seed)
     return TrainingSetup(
         model=model, optimizer=training.optimizer(model, decays), schedule=training.schedule(),
-        task=ImageClassification(data_dir, training.batch_size, seed, Augmentation(**settings["data"]["augmentation"])),
+        task=ImageClassification(data_dir, training.batch_size, seed, Augmentation(**settings["data"]["augmentation"]),
+                                 # without gradients, four times the training micro-batch fits
+                                 4 * (training.micro_batch_size or training.batch_size)),
         throughput=Throughput("images", training.batch_size),
         score=lambda trained, evaluation: {**evaluation, "parameters": sum(p.numel() for p in trained.parameters())},
         model_shape=asdict(shape), model_config=shape.heads_config(),

@@ -8,7 +8,7 @@ import pandas as pd
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 
-from wdrank.plots.style import apply_theme
+from wdrank.plots.style import apply_theme, count
 
 # Below this relative level the balance and gap are float64 rounding noise; panels stop there.
 NOISE_FLOOR = 1e-13
@@ -97,5 +97,5 @@ def plot_factorized(table: pd.DataFrame, trajectory_lambda: float) -> plt.Figure
         ax.set_title(f"({letter})", loc="left", fontweight="bold")
     seeds = table["seed"].nunique()
     fig.suptitle(rf"Gradient descent on $\|AB^\top-D\|^2+\frac{{\lambda}}{{2}}(\|A\|^2+\|B\|^2)$, "
-                 rf"$\eta={table['learning_rate'].iloc[0]:g}$, {seeds} seed{'s' if seeds > 1 else ''}")
+                 rf"$\eta={table['learning_rate'].iloc[0]:g}$, {count(seeds, 'seed')}")
     return fig

@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from wdrank.plots.ranks import rank_all_layers, rank_over_steps, rank_per_head
+from wdrank.plots.style import count
 
 
 def _at_wd_mlp(spectra: pd.DataFrame, wd_mlp: float) -> pd.DataFrame:
@@ -25,7 +26,8 @@ def _final(spectra: pd.DataFrame) -> pd.DataFrame:
 
 
 def _where(spectra: pd.DataFrame, wd_mlp: float) -> str:
-    return rf"$\lambda_{{MLP}}={wd_mlp:g}$, step {spectra['step'].max()}, {spectra['seed'].nunique()} seeds"
+    seeds = count(spectra["seed"].nunique(), "seed")
+    return rf"$\lambda_{{MLP}}={wd_mlp:g}$, step {spectra['step'].max()}, {seeds}"
 
 
 def fig3_rank_per_head(spectra: pd.DataFrame, layer: int, wd_mlp: float, rank_metric: str) -> plt.Figure:

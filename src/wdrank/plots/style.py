@@ -22,6 +22,11 @@ def apply_theme() -> None:
     plt.rcParams.update({"figure.constrained_layout.use": True, "savefig.bbox": "tight", "pdf.fonttype": 42})
 
 
+def count(n: int, noun: str) -> str:
+    """'1 seed', '3 seeds': a count for a title."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def save_figure(fig: plt.Figure, pdf: str | Path, png: str | Path) -> None:
     """Write the figure as vector PDF and raster PNG; each file appears only once complete."""
     for path, kwargs in ((pdf, {}), (png, {"dpi": PNG_DPI})):

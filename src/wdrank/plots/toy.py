@@ -11,7 +11,7 @@ from matplotlib.colors import Normalize
 
 from wdrank.experiments.scalar_pair import l2_optimum
 from wdrank.plots.ranks import PRODUCT_LABELS, metric_label, weight_decay_axis
-from wdrank.plots.style import apply_theme
+from wdrank.plots.style import apply_theme, count
 
 FLOOR = 1e-12
 
@@ -64,7 +64,7 @@ def plot_toy(spectra: pd.DataFrame, runs: pd.DataFrame, metric: str, lr: float, 
     for ax, letter in zip(axes.flat, "abcd", strict=True):
         ax.set_title(f"({letter})", loc="left", fontweight="bold")
     fig.suptitle(f"2-layer attention-only Transformer, in-context linear regression, {optimizer}, "
-                 f"lr {lr:g}, {runs['seed'].nunique()} seeds (medians over heads, layers, seeds)")
+                 f"lr {lr:g}, {count(runs['seed'].nunique(), 'seed')} (medians over heads, layers, seeds)")
     return fig
 
 

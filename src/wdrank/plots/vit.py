@@ -8,7 +8,7 @@ import pandas as pd
 import seaborn as sns
 
 from wdrank.plots.ranks import PRODUCT_LABELS, metric_label, weight_decay_axis
-from wdrank.plots.style import apply_theme
+from wdrank.plots.style import apply_theme, count
 from wdrank.tables import run_means
 
 LAMBDA_LABEL = r"attention weight decay $\lambda$"
@@ -16,7 +16,7 @@ LAMBDA_LABEL = r"attention weight decay $\lambda$"
 
 def _where(spectra: pd.DataFrame, runs: pd.DataFrame) -> str:
     return (rf"$\lambda_{{MLP}}={runs['wd_mlp'].iloc[0]:g}$, step {spectra['step'].max()}, "
-            f"{runs['seed'].nunique()} seeds")
+            + count(runs["seed"].nunique(), "seed"))
 
 
 def fig3_vit_rank(spectra: pd.DataFrame, runs: pd.DataFrame, metric: str) -> plt.Figure:

@@ -1,0 +1,70 @@
+"""Hugging Face hub data in a cache the cluster shares: downloaded once on the submitting host, read offline
+everywhere else.
+
+The workflow's local rule `hub_download` calls `download` (the only step that reaches the hub); the data jobs,
+which a cluster places on compute nodes without network, call `go_offline` and then `local_copy`, which resolves the
+same snapshot from the cache and fails with a message naming the cache and the rule if it is not there. The cache
+is `hub_cache` in the config (default resources/hub; it must lie on a file system the compute nodes share).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_TYPES = ("dataset", "model")
+# What a tokenizer needs from a model repository (tokenizer.json is what `wdrank.data.text` reads).
+TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]
+
+
+def go_offline() -> None:
+    """Forbid hub access in this process (before `datasets` or `huggingface_hub` are imported): a job that needs
+    something not yet downloaded fails at once instead of hanging on a node without network."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["HF_DATASETS_OFFLINE"] = "1"
+
+
+def is_local(path: str) -> bool:
+    """Whether a dataset or tokenizer setting names something on disk (else it is a hub id)."""
+    return Path(path).exists()
+
+
+def download(repo_id: str, repo_type: str, revision: str | None, patterns: list[str], cache_dir: str | Path
+             ) -> Path:
+    """Fetch the files of a hub repository matching `patterns` (all if empty) into `cache_dir` (files already there
+    are reused; with HF_HUB_OFFLINE=1 only the cache is used); returns the snapshot folder."""
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(repo_id, repo_type=repo_type, revision=revision, allow_patterns=patterns or None,
+                                  cache_dir=str(cache_dir)))
+
+
+def local_copy(repo_id: str, repo_type: str, revision: str | None, patterns: list[str], cache_dir: str | Path
+               ) -> Path:
+    """The snapshot folder of a repository downloaded earlier into `cache_dir`, found without the network.
+
+    Raises:
+        FileNotFoundError: naming the repository, the cache and how to fill it, if it was never downloaded or
+            holds none of the files asked for.
+    """
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    where = f"{repo_type} {repo_id}" + (f"@{revision}" if revision else "")
+    hint = ("run the workflow's rule hub_download on a host with network (it runs on the submitting host), or set "
+            "hub_cache to the folder that holds it")
+    try:
+        snapshot = Path(snapshot_download(repo_id, repo_type=repo_type, revision=revision,
+                                          allow_patterns=patterns or None, cache_dir=str(cache_dir),
+                                          local_files_only=True))
+    except LocalEntryNotFoundError as error:
+        raise FileNotFoundError(f"no local copy of {where} in the hub cache {cache_dir}: {hint}") from error
+    if patterns and not any(any(snapshot.glob(pattern)) for pattern in patterns):
+        raise FileNotFoundError(f"the copy of {where} in {snapshot} holds none of {patterns}: {hint}")
+    return snapshot
+
+
+def resolve(name: str, repo_type: str, revision: str | None, patterns: list[str], cache_dir: str | Path) -> Path:
+    """A dataset or tokenizer setting as a local path: itself if it exists on disk, else its hub id's copy in the
+    cache (`local_copy`)."""
+    return Path(name) if is_local(name) else local_copy(name, repo_type, revision, patterns, cache_dir)

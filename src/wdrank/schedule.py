@@ -1,0 +1,99 @@
+"""What the training loop does at each step: how many steps, the learning-rate schedule, clipping, evaluation and
+checkpoint steps, and the batch geometry (global batch, micro-batches).
+
+The global batch is what a run optimises, whatever the hardware: `batch_size` examples per optimizer step, split
+evenly over the data-parallel processes, each of which runs its share in micro-batches of `micro_batch_size` and
+accumulates their gradients before the one optimizer step. Micro-batches only bound memory: one or many, the step's
+gradient is the mean over the same global batch (to float rounding).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from wdrank.optim import WeightDecays, build_optimizer
+
+
+@dataclass(frozen=True)
+class Schedule:
+    steps: int
+    batch_size: int  # examples per optimizer step, over all processes
+    micro_batch_size: int | None = None  # examples per forward/backward pass on one process; None: all of its share
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.1  # cosine decays from lr to min_lr_ratio * lr
+    grad_clip: float | None = 1.0
+    eval_every: int = 0  # 0: evaluate at the end only
+    log_every: int = 10  # also how often the loop synchronises with a GPU (loss, divergence, speed)
+    checkpoint_steps: tuple[int, ...] = ()  # the final step is always checkpointed
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.warmup_steps < 0 or not 0 <= self.min_lr_ratio <= 1 or self.batch_size < 1:
+            raise ValueError(f"invalid schedule {self}: need steps >= 1, batch_size >= 1, warmup_steps >= 0, "
+                             "0 <= min_lr_ratio <= 1")
+        if any(not 0 <= s <= self.steps for s in self.checkpoint_steps):
+            raise ValueError(f"checkpoint_steps {self.checkpoint_steps} must lie in [0, steps={self.steps}]")
+
+    def lr_factor(self, step: int) -> float:
+        """Linear warmup to 1, then cosine to min_lr_ratio at the last step."""
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        progress = (step - self.warmup_steps) / max(1, self.steps - self.warmup_steps)
+        return self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+    def saves_at(self) -> list[int]:
+        return sorted(set(self.checkpoint_steps) | {self.steps})
+
+    def micro_batches(self, rank: int, world_size: int) -> list[slice]:
+        """The rows of the global batch that process `rank` of `world_size` computes, one slice per micro-batch.
+
+        Raises:
+            ValueError: if the processes or micro-batches do not divide the batch evenly (every micro-batch must
+                weigh the same in the mean gradient).
+        """
+        if self.batch_size % world_size:
+            raise ValueError(f"train.batch_size {self.batch_size} is not divisible by {world_size} processes")
+        share = self.batch_size // world_size
+        micro = self.micro_batch_size or share
+        if share % micro:
+            raise ValueError(f"train.micro_batch_size {micro} does not divide the per-process batch {share} "
+                             f"(train.batch_size {self.batch_size} over {world_size} processes)")
+        first = rank * share
+        return [slice(start, start + micro) for start in range(first, first + share, micro)]
+
+
+@dataclass(frozen=True)
+class AdamWTraining:
+    """Optimisation settings shared by the language-model and ViT experiments (their config `train` sections):
+    AdamW over the role groups, linear warmup then cosine, clipping, evaluation and checkpoint intervals."""
+
+    steps: int
+    batch_size: int
+    micro_batch_size: int | None
+    lr: float
+    warmup_steps: int
+    min_lr_ratio: float
+    beta1: float
+    beta2: float
+    eps: float
+    grad_clip: float
+    wd_other: float
+    eval_every: int
+    checkpoint_every: int  # plus step 0 and the last step; 0: only those
+
+    def schedule(self) -> Schedule:
+        return Schedule(steps=self.steps, batch_size=self.batch_size, micro_batch_size=self.micro_batch_size,
+                        warmup_steps=self.warmup_steps, min_lr_ratio=self.min_lr_ratio, grad_clip=self.grad_clip,
+                        eval_every=self.eval_every, checkpoint_steps=every_n_steps(self.steps, self.checkpoint_every))
+
+    def optimizer(self, model: nn.Module, decays: WeightDecays) -> torch.optim.Optimizer:
+        return build_optimizer(model, decays, self.lr, (self.beta1, self.beta2), self.eps)
+
+
+def every_n_steps(steps: int, interval: int) -> tuple[int, ...]:
+    """Checkpoint steps 0, interval, 2·interval, … ≤ steps (only 0 when interval is 0); the last step is always
+    saved by the schedule besides these."""
+    return tuple(range(0, steps + 1, interval)) if interval else (0,)
