@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from wdrank import spectra
-from wdrank.audit import audit_model, audit_summary
+from wdrank.audit import audit_model
+from wdrank.tables import audit_summary
 from wdrank.config import schema_default
 from wdrank.fetch import fetch_package
 from wdrank.heads import attention_factors

@@ -155,6 +155,10 @@ def test_figures_rebuild_from_the_committed_cache_without_training(tmp_path, def
     assert cached.returncode == 0, cached.stderr[-3000:]
     figures = tmp_path / "results/figures"
     assert sorted(p.name for p in figures.glob("*.png")) == default_figures(default_config)
+    from PIL import Image
+
+    for png in figures.glob("*.png"):  # drawn for one-column text (5.5 in at 300 dpi), never wider
+        assert Image.open(png).size[0] <= (5.5 + 0.25) * 300, png.name
     for path in (tmp_path / "results/cache").iterdir():  # the tables the figures were drawn from are the cache's
         restored = tmp_path / "results/tables" / path.name.removesuffix(".gz")
         assert restored.read_bytes() == gzip.decompress(path.read_bytes())
@@ -325,3 +329,43 @@ def test_snakefiles_are_snakefmt_formatted():
     files = [str(REPO / "Snakefile"), *map(str, sorted((REPO / "workflow" / "rules").glob("*.smk")))]
     result = subprocess.run(["snakefmt", "--check", *files], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+FIGURE_RULES = {"fig1_factorized_matrices", "fig3_lm_rank_per_head", "figA_lm_rank_all_layers", "lm_rank_vs_step",
+                "fig3_vit_rank", "figA_vit_rank_heatmap", "fig2_toy_transformer", "figA_scalar_pair_trajectories",
+                "fig4_audit"}
+
+
+@pytest.mark.e2e
+def test_editing_the_code_of_a_figure_reruns_exactly_its_jobs(tmp_path):
+    """In a copy of the workflow with every figure built from the cache, editing a module lists exactly the jobs
+    that run it: a plotting module its figures, the shared style every figure, the table code its tables (and the
+    ViT figures, which average runs with it), training code nothing."""
+    copy = tmp_path / "repo"
+    copy.mkdir()
+    for part in ("Snakefile", "config.yaml", "workflow", "src", "envs", "profiles", "results/cache"):
+        (shutil.copytree if (REPO / part).is_dir() else shutil.copy)(REPO / part, copy / part)
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(copy / "Snakefile"), "--directory", str(copy),
+               "--cores", "2", "--config", "from_cache=True"]
+    built = subprocess.run(command, capture_output=True, text=True, cwd=copy, timeout=900)
+    assert built.returncode == 0, built.stderr[-3000:]
+
+    def jobs_after_editing(module):
+        path = copy / "src/wdrank" / module
+        text, times = path.read_text(), path.stat()
+        path.write_text(text + "\n# edited\n")  # newer than every output
+        try:
+            dry = subprocess.run([*command, "-n"], capture_output=True, text=True, cwd=copy, timeout=300)
+        finally:
+            path.write_text(text)
+            os.utime(path, ns=(times.st_atime_ns, times.st_mtime_ns))
+        assert dry.returncode == 0, dry.stderr[-3000:]
+        return set(job_counts(dry.stdout)) - {"all"} if "Job stats:" in dry.stdout else set()
+
+    assert jobs_after_editing("plots/vit.py") == {"fig3_vit_rank", "figA_vit_rank_heatmap"}
+    assert jobs_after_editing("plots/lm.py") == {"fig3_lm_rank_per_head", "figA_lm_rank_all_layers",
+                                                  "lm_rank_vs_step"}
+    assert jobs_after_editing("plots/style.py") == FIGURE_RULES
+    assert jobs_after_editing("tables.py") == {"table1_lm_perplexity", "table_fig3_vit_rank", "fig4_audit_summary",
+                                               "fig3_vit_rank", "figA_vit_rank_heatmap"}
+    assert jobs_after_editing("train.py") == set()  # nothing: no figure or table runs training code

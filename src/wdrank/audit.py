@@ -20,20 +20,3 @@ def audit_model(path: str | Path, rank_thresholds: tuple[float, ...], n_head: in
     the spectra of a training run measure on each checkpoint folder."""
     state, config = open_weights(path, n_head)
     return factor_spectra_table(attention_factors(state, config), rank_thresholds)
-
-
-def audit_summary(table: pd.DataFrame, model: str) -> pd.DataFrame:
-    """Per product: median and interquartile range of the nuclear/Frobenius ratio, median relative balance and
-    mean rank as a fraction of the head dimension (first rank column)."""
-    rank_column = next(c for c in table.columns if c.startswith("rank_tol_"))
-    grouped = table.assign(rank_fraction=table[rank_column] / table["head_dim"]).groupby("product")
-    summary = grouped.agg(
-        heads=("head", "size"),
-        median_nuclear_to_frobenius=("nuclear_to_frobenius", "median"),
-        q25_nuclear_to_frobenius=("nuclear_to_frobenius", lambda s: s.quantile(0.25)),
-        q75_nuclear_to_frobenius=("nuclear_to_frobenius", lambda s: s.quantile(0.75)),
-        median_balance_relative=("balance_relative", "median"),
-        mean_rank_fraction=("rank_fraction", "mean"),
-    ).reset_index()
-    summary.insert(0, "model", model)
-    return summary

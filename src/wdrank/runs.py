@@ -14,23 +14,12 @@ step starts in about a second.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
+from wdrank.aggregate import read_summary
 from wdrank.audit import audit_model
-
-
-def read_summary(path: str | Path) -> dict:
-    """The summary.json of a finished run, with an error naming the file if it is not one."""
-    try:
-        summary = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path}: cannot read the summary of a run: {error}") from error
-    if not isinstance(summary, dict) or not {"row", "run", "session"} <= set(summary):
-        raise ValueError(f"{path}: not the summary.json of a finished run (it needs row, run and session)")
-    return summary
 
 
 def run_spectra(summary_path: str | Path, rank_thresholds: tuple[float, ...]) -> pd.DataFrame:

@@ -1,5 +1,5 @@
-"""Paper-ready tables: Table 1 (test perplexity over the λ_SA x λ_MLP grid) as CSV, Markdown and LaTeX, and the
-ViT's rank and accuracy per λ."""
+"""Paper-ready tables: Table 1 (test perplexity over the λ_SA x λ_MLP grid) as CSV, Markdown and LaTeX, the ViT's
+rank and accuracy per λ, and the audit summary (Fig. 4) per model and product."""
 
 from __future__ import annotations
 
@@ -48,6 +48,23 @@ def write_perplexity_tables(runs: pd.DataFrame, csv: str | Path, markdown_path: 
     body += [r"\bottomrule", r"\end{tabular}"]
     with atomic_path(latex_path) as tmp:
         tmp.write_text("% " + caption + " Requires \\usepackage{booktabs}.\n" + "\n".join(body) + "\n")
+
+
+def audit_summary(table: pd.DataFrame, model: str) -> pd.DataFrame:
+    """Per product: median and interquartile range of the nuclear/Frobenius ratio, median relative balance and
+    mean rank as a fraction of the head dimension (first rank column)."""
+    rank_column = next(c for c in table.columns if c.startswith("rank_tol_"))
+    grouped = table.assign(rank_fraction=table[rank_column] / table["head_dim"]).groupby("product")
+    summary = grouped.agg(
+        heads=("head", "size"),
+        median_nuclear_to_frobenius=("nuclear_to_frobenius", "median"),
+        q25_nuclear_to_frobenius=("nuclear_to_frobenius", lambda s: s.quantile(0.25)),
+        q75_nuclear_to_frobenius=("nuclear_to_frobenius", lambda s: s.quantile(0.75)),
+        median_balance_relative=("balance_relative", "median"),
+        mean_rank_fraction=("rank_fraction", "mean"),
+    ).reset_index()
+    summary.insert(0, "model", model)
+    return summary
 
 
 def run_means(spectra: pd.DataFrame, metric: str) -> pd.DataFrame:

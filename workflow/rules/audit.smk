@@ -43,7 +43,8 @@ rule audit_model:
 
 rule fig4_audit:
     input:
-        AUDIT_TABLE,
+        code=code("wdrank.plots.audit"),
+        table=AUDIT_TABLE,
     output:
         pdf="results/figures/fig4_audit_{model}.pdf",
         png=report(
@@ -64,17 +65,19 @@ rule fig4_audit:
     resources:
         **job_resources("fig4_audit"),
     params:
+        width=FIGURE_WIDTH,
         note=lambda wildcards: shlex.quote(
             AUDIT_MODELS[wildcards.model].get("note", "")
         ),
     shell:
-        "python -m wdrank figure fig4_audit --table {input} --note {params.note}"
-        " --pdf {output.pdf} --png {output.png} > {log} 2>&1"
+        "python -m wdrank figure fig4_audit --table {input.table} --note {params.note}"
+        " --width {params.width} --pdf {output.pdf} --png {output.png} > {log} 2>&1"
 
 
 rule fig4_audit_summary:
     input:
-        AUDIT_SOURCES,
+        code=code("wdrank.tables"),
+        tables=AUDIT_SOURCES,
     output:
         report(
             AUDIT_SUMMARY,
@@ -91,4 +94,4 @@ rule fig4_audit_summary:
     resources:
         **job_resources("fig4_audit_summary"),
     shell:
-        "python -m wdrank table fig4_audit_summary {input} --csv {output} > {log} 2>&1"
+        "python -m wdrank table fig4_audit_summary {input.tables} --csv {output} > {log} 2>&1"

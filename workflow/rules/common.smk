@@ -1,6 +1,7 @@
 import pandas as pd
 from snakemake.utils import Paramspace
 
+from wdrank.code import source_files
 from wdrank.experiments import sweep_values
 from wdrank.fetch import fetched_path
 from wdrank.hub import TOKENIZER_FILES, is_local
@@ -47,6 +48,17 @@ def job_resources(rule_name):
             filter(None, [resources.get("slurm_extra"), WARNING_SIGNAL])
         )
     return resources
+
+
+def code(module):
+    """The source files `module` runs, itself and every wdrank module it imports (wdrank.code): an input of each rule
+    that draws a figure or builds a table, so that editing that code reruns exactly those jobs, and no training.
+    """
+    return [str(path) for path in source_files(module)]
+
+
+# The text width figures are drawn for (one_column or two_column).
+FIGURE_WIDTH = config["figure_width"]
 
 
 def job_threads(rule_name):

@@ -38,7 +38,8 @@ rule factorized_run:
 
 rule factorized_table:
     input:
-        expand(
+        code=code("wdrank.aggregate"),
+        runs=expand(
             "results/factorized/runs/{point}.parquet",
             point=FACTORIZED_SPACE.instance_patterns,
         ),
@@ -54,12 +55,13 @@ rule factorized_table:
     resources:
         **job_resources("factorized_table"),
     shell:
-        "python -m wdrank concat-tables {input} --out {output} > {log} 2>&1"
+        "python -m wdrank concat-tables {input.runs} --out {output} > {log} 2>&1"
 
 
 rule fig1_factorized_matrices:
     input:
-        FACTORIZED_TABLE,
+        code=code("wdrank.plots.factorized"),
+        table=FACTORIZED_TABLE,
     output:
         **figure_files(
             FACTORIZED_FIGURE,
@@ -76,7 +78,8 @@ rule fig1_factorized_matrices:
     resources:
         **job_resources("fig1_factorized_matrices"),
     params:
+        width=FIGURE_WIDTH,
         trajectory_lambda=FACTORIZED["trajectory_lambda"],
     shell:
-        "python -m wdrank figure fig1_factorized_matrices --table {input}"
-        " --trajectory-lambda {params.trajectory_lambda} --pdf {output.pdf} --png {output.png} > {log} 2>&1"
+        "python -m wdrank figure fig1_factorized_matrices --table {input.table}"
+        " --trajectory-lambda {params.trajectory_lambda} --width {params.width} --pdf {output.pdf} --png {output.png} > {log} 2>&1"

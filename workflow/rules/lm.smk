@@ -77,6 +77,7 @@ rule lm_train:
 
 rule table1_lm_perplexity:
     input:
+        code=code("wdrank.tables"),
         runs=LM_TABLES["runs"],
     output:
         csv=report(
@@ -102,6 +103,7 @@ rule table1_lm_perplexity:
 
 rule fig3_lm_rank_per_head:
     input:
+        code=code("wdrank.plots.lm"),
         spectra=LM_TABLES["spectra"],
     output:
         **figure_files(
@@ -119,17 +121,19 @@ rule fig3_lm_rank_per_head:
     resources:
         **job_resources("fig3_lm_rank_per_head"),
     params:
+        width=FIGURE_WIDTH,
         layer=LM["figures"]["layer"],
         wd_mlp=LM["figures"]["wd_mlp"],
         rank_metric=RANK_METRIC,
     shell:
         "python -m wdrank figure fig3_lm_rank_per_head --spectra {input.spectra} --layer {params.layer}"
-        " --wd-mlp {params.wd_mlp} --rank-metric {params.rank_metric} --pdf {output.pdf} --png {output.png}"
+        " --wd-mlp {params.wd_mlp} --rank-metric {params.rank_metric} --width {params.width} --pdf {output.pdf} --png {output.png}"
         " > {log} 2>&1"
 
 
 rule figA_lm_rank_all_layers:
     input:
+        code=code("wdrank.plots.lm"),
         spectra=LM_TABLES["spectra"],
     output:
         **figure_files(
@@ -147,15 +151,17 @@ rule figA_lm_rank_all_layers:
     resources:
         **job_resources("figA_lm_rank_all_layers"),
     params:
+        width=FIGURE_WIDTH,
         wd_mlp=LM["figures"]["wd_mlp"],
         rank_metric=RANK_METRIC,
     shell:
         "python -m wdrank figure figA_lm_rank_all_layers --spectra {input.spectra} --wd-mlp {params.wd_mlp}"
-        " --rank-metric {params.rank_metric} --pdf {output.pdf} --png {output.png} > {log} 2>&1"
+        " --rank-metric {params.rank_metric} --width {params.width} --pdf {output.pdf} --png {output.png} > {log} 2>&1"
 
 
 rule lm_rank_vs_step:
     input:
+        code=code("wdrank.plots.lm"),
         spectra=LM_TABLES["spectra"],
     output:
         **figure_files("lm_rank_vs_step", "../report/lm_rank_vs_step.rst", LM_CATEGORY),
@@ -169,8 +175,9 @@ rule lm_rank_vs_step:
     resources:
         **job_resources("lm_rank_vs_step"),
     params:
+        width=FIGURE_WIDTH,
         wd_mlp=LM["figures"]["wd_mlp"],
         rank_metric=RANK_METRIC,
     shell:
         "python -m wdrank figure lm_rank_vs_step --spectra {input.spectra} --wd-mlp {params.wd_mlp}"
-        " --rank-metric {params.rank_metric} --pdf {output.pdf} --png {output.png} > {log} 2>&1"
+        " --rank-metric {params.rank_metric} --width {params.width} --pdf {output.pdf} --png {output.png} > {log} 2>&1"

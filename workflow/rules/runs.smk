@@ -34,6 +34,7 @@ SECTION_OF_TABLES = {prefix: section for section, prefix in TRAINED_TABLES.items
 
 rule collect_runs:
     input:
+        code=code("wdrank.aggregate"),
         summaries=lambda wildcards: run_files(
             SECTION_OF_TABLES[wildcards.prefix], "summary.json"
         ),

@@ -45,6 +45,7 @@ rule toy_train:
 rule fig2_toy_transformer:
     input:
         **TOY_TABLES,
+        code=code("wdrank.plots.toy"),
     output:
         **figure_files(TOY_FIGURE, "../report/fig2_toy_transformer.rst", TOY_CATEGORY),
     log:
@@ -57,13 +58,14 @@ rule fig2_toy_transformer:
     resources:
         **job_resources("fig2_toy_transformer"),
     params:
+        width=FIGURE_WIDTH,
         rank_metric=RANK_METRIC,
         lr=TOY["train"]["lr"],
         optimizer=TOY["train"]["optimizer"],
     shell:
         "python -m wdrank figure fig2_toy_transformer --runs {input.runs} --spectra {input.spectra}"
         " --rank-metric {params.rank_metric} --lr {params.lr} --optimizer {params.optimizer}"
-        " --pdf {output.pdf} --png {output.png} > {log} 2>&1"
+        " --width {params.width} --pdf {output.pdf} --png {output.png} > {log} 2>&1"
 
 
 rule scalar_pair:
@@ -92,7 +94,8 @@ rule scalar_pair:
 
 rule figA_scalar_pair_trajectories:
     input:
-        PAIR_TABLE,
+        code=code("wdrank.plots.toy"),
+        table=PAIR_TABLE,
     output:
         **figure_files(
             PAIR_FIGURE, "../report/figA_scalar_pair_trajectories.rst", TOY_CATEGORY
@@ -107,7 +110,8 @@ rule figA_scalar_pair_trajectories:
     resources:
         **job_resources("figA_scalar_pair_trajectories"),
     params:
+        width=FIGURE_WIDTH,
         target=" ".join(map(str, PAIR["target"])),
     shell:
-        "python -m wdrank figure figA_scalar_pair_trajectories --table {input} --target {params.target}"
-        " --pdf {output.pdf} --png {output.png} > {log} 2>&1"
+        "python -m wdrank figure figA_scalar_pair_trajectories --table {input.table} --target {params.target}"
+        " --width {params.width} --pdf {output.pdf} --png {output.png} > {log} 2>&1"

@@ -80,6 +80,7 @@ rule vit_train:
 rule table_fig3_vit_rank:
     input:
         **VIT_TABLES,
+        code=code("wdrank.tables"),
     output:
         report(
             VIT_RANK_TABLE,
@@ -105,6 +106,7 @@ rule table_fig3_vit_rank:
 rule fig3_vit_rank:
     input:
         **VIT_TABLES,
+        code=code("wdrank.plots.vit"),
     output:
         **figure_files("fig3_vit_rank", "../report/fig3_vit_rank.rst", VIT_CATEGORY),
     log:
@@ -117,15 +119,17 @@ rule fig3_vit_rank:
     resources:
         **job_resources("fig3_vit_rank"),
     params:
+        width=FIGURE_WIDTH,
         rank_metric=RANK_METRIC,
     shell:
         "python -m wdrank figure fig3_vit_rank --runs {input.runs} --spectra {input.spectra}"
-        " --rank-metric {params.rank_metric} --pdf {output.pdf} --png {output.png} > {log} 2>&1"
+        " --rank-metric {params.rank_metric} --width {params.width} --pdf {output.pdf} --png {output.png} > {log} 2>&1"
 
 
 rule figA_vit_rank_heatmap:
     input:
         **VIT_TABLES,
+        code=code("wdrank.plots.vit"),
     output:
         **figure_files(
             "figA_vit_rank_heatmap",
@@ -142,7 +146,8 @@ rule figA_vit_rank_heatmap:
     resources:
         **job_resources("figA_vit_rank_heatmap"),
     params:
+        width=FIGURE_WIDTH,
         rank_metric=RANK_METRIC,
     shell:
         "python -m wdrank figure figA_vit_rank_heatmap --runs {input.runs} --spectra {input.spectra}"
-        " --rank-metric {params.rank_metric} --pdf {output.pdf} --png {output.png} > {log} 2>&1"
+        " --rank-metric {params.rank_metric} --width {params.width} --pdf {output.pdf} --png {output.png} > {log} 2>&1"

@@ -38,9 +38,13 @@ def rank_thresholds_argument(parser: argparse.ArgumentParser, default: list[floa
 
 
 def figure_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
-    """--pdf and --png: the two files a figure is written to."""
+    """--pdf and --png: the two files a figure is written to, and --width: the text it is printed in."""
+    from wdrank.config import schema_default
+
     parser.add_argument("--pdf", required=required, help="the figure as vector PDF (TrueType fonts embedded)")
     parser.add_argument("--png", required=required, help="the figure as PNG")
+    parser.add_argument("--width", default=schema_default("figure_width"),
+                        help="one_column (5.5 in), two_column (6.75 in) or inches (default: %(default)s)")
 
 
 def torch_threads() -> None:

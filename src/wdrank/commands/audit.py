@@ -12,7 +12,8 @@ COMMANDS = {"audit": "Fig. 4: per-head L2-vs-nuclear audit of a trained model (f
 
 def _audit(args: argparse.Namespace) -> None:
     from wdrank.aggregate import write_csv
-    from wdrank.audit import audit_model, audit_summary
+    from wdrank.audit import audit_model
+    from wdrank.tables import audit_summary
 
     if (args.pdf is None) != (args.png is None):
         raise ValueError("give both --pdf and --png for the figure, or neither")
@@ -24,8 +25,9 @@ def _audit(args: argparse.Namespace) -> None:
         write_csv(table, args.table)
     if args.pdf is not None:
         from wdrank.plots.audit import plot_audit
-        from wdrank.plots.style import save_figure
+        from wdrank.plots.style import save_figure, set_width
 
+        set_width(args.width)
         save_figure(plot_audit(table, name, args.note), args.pdf, args.png)
     print(audit_summary(table, name).to_string(index=False))
 

@@ -26,6 +26,18 @@ def _save(figure, args: argparse.Namespace) -> None:
     save_figure(figure, args.pdf, args.png)
 
 
+def _at_width(handler: Callable[[argparse.Namespace], None]) -> Callable[[argparse.Namespace], None]:
+    """A figure's handler, drawing at the width asked for (--width) before anything else."""
+
+    def draw(args: argparse.Namespace) -> None:
+        from wdrank.plots.style import set_width
+
+        set_width(args.width)
+        handler(args)
+
+    return draw
+
+
 def _fig1_factorized_matrices(args: argparse.Namespace) -> None:
     from wdrank.plots.factorized import plot_factorized
 
@@ -86,7 +98,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     def figure(name: str, description: str, handler: Callable, **tables: str) -> argparse.ArgumentParser:
         """A figure's parser: its input tables (--name help), then --pdf and --png after its own options."""
-        sub = add_command(figures, name, description, handler)
+        sub = add_command(figures, name, description, _at_width(handler))
         for table, help_text in tables.items():
             sub.add_argument(f"--{table}", required=True, help=help_text)
         return sub

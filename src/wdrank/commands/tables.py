@@ -30,7 +30,7 @@ def _fig4_audit_summary(args: argparse.Namespace) -> None:
     import pandas as pd
 
     from wdrank.aggregate import write_csv
-    from wdrank.audit import audit_summary
+    from wdrank.tables import audit_summary
 
     tables = [pd.read_csv(path) for path in args.tables]
     write_csv(pd.concat([audit_summary(t, t["model"].iloc[0]) for t in tables], ignore_index=True), args.csv)

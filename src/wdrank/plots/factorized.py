@@ -8,7 +8,7 @@ import pandas as pd
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 
-from wdrank.plots.style import apply_theme, count
+from wdrank.plots.style import apply_theme, count, figure_size, log_axis
 
 # Below this relative level the balance and gap are float64 rounding noise; panels stop there.
 NOISE_FLOOR = 1e-13
@@ -39,7 +39,7 @@ def _decay_panel(ax, table, column, norm, cmap, ylabel, predicted_column=None) -
                 ax.plot(curve["time"], curve["value"], color=cmap(norm(lam)), lw=1.0, ls="--", alpha=0.8)
         ax.plot([], [], color="0.3", ls="--", lw=1.0, label=r"$\|A^\top A-B^\top B\|(0)\,e^{-2\lambda t}$")
         ax.legend(loc="upper right", fontsize="small")
-    ax.set_yscale("log")
+    log_axis(ax, "y", [NOISE_FLOOR, 10 * medians["value"].max()])
     ax.set_ylim(NOISE_FLOOR, 10 * medians["value"].max())
     ax.set_xlim(0, _time_window(table))
     ax.set_xlabel(r"time $t = \eta \cdot$ step")
@@ -62,7 +62,7 @@ def _final_singular_values_panel(ax, table: pd.DataFrame) -> None:
     ax.plot([], [], color="0.3", ls="--", lw=1.0, label=r"$\max(d_i-\lambda/2,\,0)$")
     ax.set_xlabel(r"$\lambda$")
     ax.set_ylabel(rf"singular values of $AB^\top$ at $t={final['time'].max():g}$")
-    ax.legend(fontsize="small", ncols=2)
+    ax.legend(loc="upper right", ncols=2)  # values fall with λ: the upper right is empty
 
 
 def _trajectory_panel(ax, table: pd.DataFrame, trajectory_lambda: float) -> None:
@@ -74,16 +74,16 @@ def _trajectory_panel(ax, table: pd.DataFrame, trajectory_lambda: float) -> None
         median = per_index.groupby("time", as_index=False)["singular_value"].median()
         ax.plot(median["time"], median["singular_value"], color=palette(index - 1), lw=1.6, label=rf"$\sigma_{index}$")
         ax.axhline(per_index["singular_value_predicted"].iloc[0], color=palette(index - 1), lw=1.0, ls="--")
-    ax.set_xscale("log")
+    log_axis(ax, "x", run["time"])
     ax.set_xlabel(r"time $t = \eta \cdot$ step")
     ax.set_ylabel(rf"singular values of $AB^\top$, $\lambda={trajectory_lambda:g}$")
-    ax.legend(fontsize="small", ncols=2)
+    # colours and dashed predictions as in panel (c), whose legend serves both
 
 
 def plot_factorized(table: pd.DataFrame, trajectory_lambda: float) -> plt.Figure:
     """The paper's Fig. 1 (a–d), medians over seeds; dashed lines are the closed-form predictions."""
     apply_theme()
-    fig, axes = plt.subplots(2, 2, figsize=(11, 8.5))
+    fig, axes = plt.subplots(2, 2, figsize=figure_size(0.78))
     lambdas = sorted(table["lambda"].unique())
     norm = Normalize(vmin=min(lambdas), vmax=max(lambdas))
     cmap = plt.get_cmap("viridis")

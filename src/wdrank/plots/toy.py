@@ -11,7 +11,7 @@ from matplotlib.colors import Normalize
 
 from wdrank.experiments.scalar_pair import l2_optimum
 from wdrank.plots.ranks import PRODUCT_LABELS, metric_label, weight_decay_axis
-from wdrank.plots.style import apply_theme, count
+from wdrank.plots.style import apply_theme, count, figure_size, integer_axis, log_axis
 
 FLOOR = 1e-12
 
@@ -29,16 +29,17 @@ def _over_time(ax, spectra, column, norm, cmap, lr=None) -> None:
     if lr is not None:
         ax.plot([], [], color="0.3", ls="--", lw=1.0, label=r"$e^{-2\eta\lambda t}$ (gradient flow)")
         ax.legend(loc="lower left", fontsize="small")
-    ax.set_yscale("log")
+    log_axis(ax, "y", [lowest, ov[column].max()])
     ax.set_ylim(bottom=lowest)  # the references fall on below the data; the axis follows the data
     ax.set_xlabel("step")
+    integer_axis(ax)
 
 
 def plot_toy(spectra: pd.DataFrame, runs: pd.DataFrame, metric: str, lr: float, optimizer: str) -> plt.Figure:
     """Fig. 2: (a) final rank vs λ, (b) OV balance over time with the e^{−2ηλt} reference, (c) OV gap over time,
     (d) in-context regression loss vs λ."""
     apply_theme()
-    fig, axes = plt.subplots(2, 2, figsize=(11, 8.5))
+    fig, axes = plt.subplots(2, 2, figsize=figure_size(0.78))
     final = spectra[spectra["step"] == spectra["step"].max()]
     for product, marker in (("OV", "o"), ("QK", "s")):
         per_product = final[final["product"] == product]
@@ -58,20 +59,20 @@ def plot_toy(spectra: pd.DataFrame, runs: pd.DataFrame, metric: str, lr: float, 
     fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes[:, 1], label=r"$\lambda$", shrink=0.6)
 
     sns.pointplot(data=runs, x="wd_attn", y="eval_loss", errorbar="sd", ax=axes[1, 1], color="black")
-    axes[1, 1].set_yscale("log")
+    log_axis(axes[1, 1], "y", runs["eval_loss"])
     axes[1, 1].set_xlabel(r"weight decay $\lambda$ (attention)")
     axes[1, 1].set_ylabel("in-context regression loss (held-out tasks)")
     for ax, letter in zip(axes.flat, "abcd", strict=True):
         ax.set_title(f"({letter})", loc="left", fontweight="bold")
-    fig.suptitle(f"2-layer attention-only Transformer, in-context linear regression, {optimizer}, "
-                 f"lr {lr:g}, {count(runs['seed'].nunique(), 'seed')} (medians over heads, layers, seeds)")
+    fig.suptitle(f"Attention-only Transformer, in-context linear regression, {optimizer}, lr {lr:g}\n"
+                 f"{count(runs['seed'].nunique(), 'seed')}; medians over heads, layers and seeds")
     return fig
 
 
 def plot_scalar_pair(trajectories: pd.DataFrame, target: tuple[float, float]) -> plt.Figure:
     """Rows: plain / factorised weights; columns: AdamW / Adam + L2; one trajectory per λ in the (w1, w2) plane."""
     apply_theme()
-    fig, axes = plt.subplots(2, 2, figsize=(10, 9), sharex=True, sharey=True)
+    fig, axes = plt.subplots(2, 2, figsize=figure_size(0.9), sharex=True, sharey=True)
     lambdas = sorted(trajectories["lambda"].unique())
     palette = dict(zip(lambdas, sns.color_palette("flare", len(lambdas)), strict=True))
     titles = {"adamw": "AdamW (decoupled decay)", "adam_l2": "Adam + L2 term"}
@@ -81,16 +82,18 @@ def plot_scalar_pair(trajectories: pd.DataFrame, target: tuple[float, float]) ->
             runs = trajectories[(trajectories["parametrisation"] == parametrisation)
                                 & (trajectories["optimizer"] == optimizer)]
             for lam, path in runs.groupby("lambda"):
-                ax.plot(path["w1"], path["w2"], color=palette[lam], lw=1.6, label=rf"$\lambda={lam:g}$")
-                ax.plot(path["w1"].iloc[-1], path["w2"].iloc[-1], "o", color=palette[lam], ms=6)
+                ax.plot(path["w1"], path["w2"], color=palette[lam], lw=1.2, label=rf"$\lambda={lam:g}$")
+                ax.plot(path["w1"].iloc[-1], path["w2"].iloc[-1], "o", color=palette[lam], ms=4)
                 if optimizer == "adam_l2":
-                    ax.plot(*l2_optimum(target, lam, parametrisation), "x", color="black", ms=9, mew=1.5)
+                    ax.plot(*l2_optimum(target, lam, parametrisation), "x", color="black", ms=6, mew=1.2)
             if optimizer == "adam_l2":
-                ax.plot([], [], "x", color="black", ms=9, mew=1.5,
+                ax.plot([], [], "x", color="black", ms=6, mew=1.2,
                         label=r"$w^*/(1+\lambda)$" if parametrisation == "plain" else r"soft threshold $w^*\mp\lambda$")
-                ax.legend(fontsize="small", loc="upper right")
-            ax.plot(*target, "k*", ms=12, label=r"$w^*$")
-            ax.plot(runs["w1"].iloc[0], runs["w2"].iloc[0], "ks", ms=6, label="start")
+                # only the closed form: the λ colours are named once, in the first panel
+                handles, labels = ax.get_legend_handles_labels()
+                ax.legend([handles[-1]], [labels[-1]], loc="upper right")
+            ax.plot(*target, "k*", ms=8, label=r"$w^*$")
+            ax.plot(runs["w1"].iloc[0], runs["w2"].iloc[0], "ks", ms=4, label="start")
             ax.axhline(0, color="0.5", lw=0.8)
             ax.axvline(0, color="0.5", lw=0.8)
             name = "$w_i$" if parametrisation == "plain" else r"$w_i = a_i b_i$"

@@ -8,7 +8,7 @@ import pandas as pd
 import seaborn as sns
 
 from wdrank.plots.ranks import PRODUCT_LABELS, metric_label, weight_decay_axis
-from wdrank.plots.style import apply_theme, count
+from wdrank.plots.style import apply_theme, count, figure_size
 from wdrank.tables import run_means
 
 LAMBDA_LABEL = r"attention weight decay $\lambda$"
@@ -25,7 +25,7 @@ def fig3_vit_rank(spectra: pd.DataFrame, runs: pd.DataFrame, metric: str) -> plt
     apply_theme()
     means = run_means(spectra, metric)
     top = spectra["head_dim"].max()  # the largest possible rank
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    fig, axes = plt.subplots(1, 3, figsize=figure_size(0.36))
     rank_label = metric_label(metric) + "\nmean over all heads and layers"
     panels = [(means[means["product"] == "QK"], metric, PRODUCT_LABELS["QK"], rank_label, top),
               (means[means["product"] == "OV"], metric, PRODUCT_LABELS["OV"], "", top),
@@ -34,7 +34,7 @@ def fig3_vit_rank(spectra: pd.DataFrame, runs: pd.DataFrame, metric: str) -> plt
     for ax, (data, column, panel_title, ylabel, upper) in zip(axes, panels, strict=True):
         sns.lineplot(data=data, x="wd_attn", y=column, errorbar="sd", err_style="bars", marker="o", color="black",
                      ax=ax)
-        sns.scatterplot(data=data, x="wd_attn", y=column, color="tab:blue", alpha=0.5, s=25, ax=ax, legend=False)
+        sns.scatterplot(data=data, x="wd_attn", y=column, color="tab:blue", alpha=0.5, s=10, ax=ax, legend=False)
         weight_decay_axis(ax, data["wd_attn"].unique())
         ax.set_ylim(0, upper * 1.04)
         ax.set(title=panel_title, xlabel=LAMBDA_LABEL, ylabel=ylabel)
@@ -47,13 +47,14 @@ def figA_vit_rank_heatmap(spectra: pd.DataFrame, runs: pd.DataFrame, metric: str
     apply_theme()
     final = spectra[spectra["step"] == spectra["step"].max()]
     upper = final["head_dim"].max()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 0.5 * final["layer"].nunique() + 2.2))
+    fig, axes = plt.subplots(1, 2, figsize=figure_size(height=0.28 * final["layer"].nunique() + 1.4))
     for ax, product in zip(axes, ("QK", "OV"), strict=True):
         grid = final[final["product"] == product].pivot_table(index="layer", columns="wd_attn", values=metric,
                                                               aggfunc="mean")
         sns.heatmap(grid, annot=True, fmt=".1f", cmap="viridis", vmin=0, vmax=upper, ax=ax,
-                    cbar_kws={"label": metric_label(metric)})
+                    annot_kws={"fontsize": 6}, cbar_kws={"label": metric_label(metric)})
         ax.set_xticklabels([f"{v:g}" for v in grid.columns])
         ax.set(title=PRODUCT_LABELS[product], xlabel=LAMBDA_LABEL, ylabel="layer")
+        ax.tick_params(axis="y", rotation=0)
     fig.suptitle(f"ViT, mean rank per layer, {_where(spectra, runs)}")
     return fig
