@@ -48,6 +48,7 @@ include: "workflow/rules/vit.smk"
 include: "workflow/rules/runs.smk"
 include: "workflow/rules/audit.smk"
 include: "workflow/rules/cache.smk"
+include: "workflow/rules/provenance.smk"
 
 
 # Rules that need the network (package index) or take no time run on the submitting host, never on a cluster node.
@@ -55,12 +56,14 @@ localrules:
     all,
     fetch_package,
     hub_download,
+    provenance,
 
 
 rule all:
     default_target: True
     input:
         enabled_files("outputs"),
+        [PROVENANCE_SUMMARY] if PROVENANCE_TABLES else [],
 
 
 unknown_rules = (

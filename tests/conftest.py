@@ -70,6 +70,12 @@ TINY_TABLES = sorted([
     "figA_scalar_pair_trajectories.csv",
     "audit_all-MiniLM-L6-v2.csv", "fig4_audit_summary.csv",
 ])
+# ... and the provenance of the runs behind each result table, and all of them in one table (wdrank.provenance).
+TINY_PROVENANCE = sorted([
+    "fig1_factorized_matrices_provenance.csv", "lm_runs_provenance.csv", "vit_runs_provenance.csv",
+    "fig2_toy_runs_provenance.csv", "figA_scalar_pair_trajectories_provenance.csv",
+    "audit_all-MiniLM-L6-v2_provenance.csv", "provenance.csv",
+])
 TINY_FIGURES = sorted([
     "fig1_factorized_matrices.png",
     "fig3_lm_rank_per_head.png", "figA_lm_rank_all_layers.png", "lm_rank_vs_step.png",

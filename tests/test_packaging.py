@@ -1,12 +1,17 @@
-"""The conda environment of the rules and pyproject.toml declare the same packages with the same bounds."""
+"""The conda environment of the rules and pyproject.toml declare the same packages with the same bounds, and the
+lock file pins them within those bounds, at the versions that produced the committed cache."""
 
 import re
 import tomllib
 
+import pandas as pd
 import yaml
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 from conftest import REPO
+from wdrank.provenance import LIBRARIES
 
 
 def requirements(lines):
@@ -27,3 +32,37 @@ def test_every_rule_uses_the_project_environment():
         text = smk.read_text()
         rules = re.findall(r"^\s*rule \w+:", text, re.MULTILINE)
         assert len(rules) == len(re.findall(r"conda:\n\s+WDRANK_ENV", text)), smk.name
+
+
+def locked_versions():
+    """{package: version} pinned by envs/requirements.lock."""
+    text = (REPO / "envs" / "requirements.lock").read_text()
+    return {canonicalize_name(name): version
+            for name, version in re.findall(r"^([A-Za-z0-9_.\-]+)==([^\s;\\]+)", text, re.MULTILINE)}
+
+
+def test_the_lock_file_pins_every_dependency_within_pyproject_bounds_with_hashes():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    pins = locked_versions()
+    declared = project["dependencies"] + project["optional-dependencies"]["test"]
+    for line in declared:
+        requirement = Requirement(line)
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"{name} is in pyproject.toml but not in envs/requirements.lock: regenerate the lock"
+        assert requirement.specifier.contains(pins[name], prereleases=True), \
+            f"envs/requirements.lock pins {name}=={pins[name]}, outside pyproject.toml's {requirement.specifier}"
+    blocks = re.split(r"\n(?=[A-Za-z0-9_.\-]+==)", (REPO / "envs" / "requirements.lock").read_text())
+    assert all("--hash=sha256:" in block for block in blocks[1:]) and len(blocks) - 1 == len(pins)
+
+
+def test_the_committed_cache_was_made_with_the_locked_libraries():
+    """The provenance the cache carries names, for every library that shapes results, the version the lock pins:
+    installing the lock gives the environment that produced the committed numbers."""
+    pins = locked_versions()
+    tables = sorted((REPO / "results" / "cache").glob("*_provenance.csv.gz"))
+    assert tables, "the committed cache carries no provenance"
+    for path in tables:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+        for library in LIBRARIES:
+            made_with = {Version(version).public for version in table[library]}
+            assert made_with == {pins[canonicalize_name(library)]}, (path.name, library, made_with)

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, TINY, TINY_FIGURES, TINY_TABLES, job_counts, snakemake
+from conftest import REPO, TINY, TINY_FIGURES, TINY_PROVENANCE, TINY_TABLES, job_counts, snakemake
 from wdrank.aggregate import read_run_settings
 
 @pytest.mark.e2e
@@ -107,7 +107,7 @@ def test_html_report_lists_every_figure(tiny_run):
     report = (tiny_run / "report.html").read_text()
     figures = sorted(p.name for p in (tiny_run / "results/figures").glob("*.png"))
     assert figures == TINY_FIGURES
-    for name in figures + ["table1_lm_perplexity.csv", "fig3_vit_rank.csv", "fig4_audit_summary.csv"]:
+    for name in figures + ["table1_lm_perplexity.csv", "fig3_vit_rank.csv", "fig4_audit_summary.csv", "provenance.csv"]:
         assert name in report, name
     assert "{{" not in report  # every caption template was rendered
 
@@ -133,7 +133,7 @@ def test_killed_run_reruns_cleanly_to_bit_identical_tables(tiny_run, tmp_path):
     assert unlock.returncode == 0, unlock.stderr[-3000:]
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert sorted(p.name for p in (tiny_run / "results/tables").iterdir()) == TINY_TABLES
+    assert sorted(p.name for p in (tiny_run / "results/tables").iterdir()) == sorted(TINY_TABLES + TINY_PROVENANCE)
     for table in TINY_TABLES:
         assert (tmp_path / "results/tables" / table).read_bytes() == (tiny_run / "results/tables" / table).read_bytes(), \
             table
@@ -179,9 +179,14 @@ def test_figures_rebuild_from_the_committed_cache_without_training(tmp_path, def
                        str(REPO / "config.yaml"), "--config", "from_cache=True")
     assert report.returncode == 0, report.stderr[-3000:]
     html = (tmp_path / "report.html").read_text()
-    for name in default_figures(default_config) + ["table1_lm_perplexity.csv", "fig3_vit_rank.csv", "fig4_audit_summary.csv"]:
+    for name in default_figures(default_config) + ["table1_lm_perplexity.csv", "fig3_vit_rank.csv",
+                                                   "fig4_audit_summary.csv", "provenance.csv"]:
         assert name in html, name
     assert "{{" not in html
+    # the cache says where it came from: the provenance in the report is that of the runs that made the cache
+    shown = pd.read_csv(tmp_path / "results/tables/provenance.csv", dtype=str, keep_default_na=False)
+    cached = pd.read_csv(REPO / "results/cache/lm_runs_provenance.csv.gz", dtype=str, keep_default_na=False)
+    assert shown[shown["table"] == "lm_runs"]["commit"].tolist() == cached["commit"].tolist()
 
 
 def test_from_cache_without_a_cache_names_the_missing_tables(tmp_path):

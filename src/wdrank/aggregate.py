@@ -16,12 +16,17 @@ import pyarrow.parquet as pq
 from wdrank.io import atomic_path
 
 RUN_METADATA_KEY = b"wdrank.run"
+PROVENANCE_METADATA_KEY = b"wdrank.provenance"
 
 
-def write_run_table(table: pd.DataFrame, path: str | Path, run_settings: dict[str, Any]) -> None:
-    """Write one run's table as parquet, with the run's resolved settings embedded as JSON metadata."""
+def write_run_table(table: pd.DataFrame, path: str | Path, run_settings: dict[str, Any],
+                    provenance: dict | None = None) -> None:
+    """Write one run's table as parquet, with the run's resolved settings (and, for a run of its own, its
+    provenance: `wdrank.provenance`) embedded as JSON metadata."""
     arrow = pa.Table.from_pandas(table, preserve_index=False)
     metadata = {**(arrow.schema.metadata or {}), RUN_METADATA_KEY: json.dumps(run_settings).encode()}
+    if provenance is not None:
+        metadata[PROVENANCE_METADATA_KEY] = json.dumps(provenance).encode()
     with atomic_path(path) as tmp:
         pq.write_table(arrow.replace_schema_metadata(metadata), tmp)
 
@@ -29,6 +34,14 @@ def write_run_table(table: pd.DataFrame, path: str | Path, run_settings: dict[st
 def read_run_settings(path: str | Path) -> dict[str, Any]:
     """The settings a run table was produced with (see `write_run_table`)."""
     return json.loads(pq.read_schema(path).metadata[RUN_METADATA_KEY])
+
+
+def read_run_provenance(path: str | Path) -> dict:
+    """The provenance recorded with a run table, with an error naming the file where there is none."""
+    metadata = pq.read_schema(path).metadata or {}
+    if PROVENANCE_METADATA_KEY not in metadata:
+        raise ValueError(f"{path}: this run table records no provenance; rerun the step that wrote it")
+    return json.loads(metadata[PROVENANCE_METADATA_KEY])
 
 
 def concat_run_tables(paths: Sequence[str | Path]) -> pd.DataFrame:
@@ -56,8 +69,9 @@ def read_summary(path: str | Path) -> dict:
         summary = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as error:
         raise ValueError(f"{path}: cannot read the summary of a run: {error}") from error
-    if not isinstance(summary, dict) or not {"row", "run", "session"} <= set(summary):
-        raise ValueError(f"{path}: not the summary.json of a finished run (it needs row, run and session)")
+    if not isinstance(summary, dict) or not {"row", "run", "session", "provenance"} <= set(summary):
+        raise ValueError(f"{path}: not the summary.json of a finished run of this wdrank (it needs row, run, session "
+                         "and provenance)")
     return summary
 
 

@@ -6,6 +6,8 @@ Every trained experiment writes the same summary.json (`wdrank.experiments.train
     run      experiment, sweep point, settings, resolved model shape, parameter groups (role -> weight decay, tensor
              and parameter counts, names), checkpoints (step, folder)
     session  this session's wall time, threads, device and speed (units/s, MFU): never part of a table
+    provenance  wdrank version and commit, library versions, machine, sha256 of the data (`wdrank.provenance`):
+             gathered into the experiment's provenance table, never part of a result table
 
 Spectra are a step of their own, so that changing the rank thresholds never retrains anything, and a GPU job never
 spends its time on them. Each checkpoint folder is read like any model folder (`wdrank.audit`). Torch-free: the

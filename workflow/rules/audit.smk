@@ -20,7 +20,8 @@ rule audit_model:
     input:
         unpack(audit_input),
     output:
-        AUDIT_TABLE,
+        table=AUDIT_TABLE,
+        provenance=provenance_of(AUDIT_TABLE),
     log:
         "logs/audit_model/{model}.log",
     benchmark:
@@ -38,7 +39,8 @@ rule audit_model:
         rank_thresholds=RANK_THRESHOLDS,
     shell:
         "python -m wdrank audit {params.path:q} --name {wildcards.model} {params.options}"
-        " --rank-thresholds {params.rank_thresholds} --table {output} > {log} 2>&1"
+        " --rank-thresholds {params.rank_thresholds} --table {output.table}"
+        " --provenance-out {output.provenance} > {log} 2>&1"
 
 
 rule fig4_audit:

@@ -5,7 +5,8 @@
 CACHE_DIR = "results/cache"
 # names of the tables (results/tables/<name>.csv) every figure is drawn from
 CACHED = [
-    os.path.basename(path).removesuffix(".csv") for path in enabled_files("sources")
+    os.path.basename(path).removesuffix(".csv")
+    for path in enabled_files("sources") + enabled_files("provenance")
 ]
 CACHE_FILES = [f"{CACHE_DIR}/{name}.csv.gz" for name in CACHED]
 CACHED_TABLES = [f"results/tables/{name}.csv" for name in CACHED]

@@ -113,6 +113,11 @@ def run_tables(section):
     }
 
 
+def provenance_of(table):
+    """The provenance table (wdrank.provenance) of a result table: one row per run behind it."""
+    return table.removesuffix(".csv") + "_provenance.csv"
+
+
 def run_files(section, name):
     """A file of every run of a trained experiment (e.g. summary.json), in sweep order."""
     space = sweep(section)
@@ -212,20 +217,45 @@ def audit_options(wildcards):
 
 
 def experiment_files():
-    """Per experiment (config section): its final targets, and the result tables its figures are drawn from (what
-    results/cache/ holds). Each experiment's rule file defines both."""
+    """Per experiment (config section): its final targets, the result tables its figures are drawn from, and the
+    provenance tables of the runs behind them (results/cache/ holds both). Each experiment's rule file defines them.
+    """
     return {
-        "factorized": {"outputs": FACTORIZED_OUTPUTS, "sources": FACTORIZED_SOURCES},
-        "language_model": {"outputs": LM_OUTPUTS, "sources": LM_SOURCES},
-        "vision_transformer": {"outputs": VIT_OUTPUTS, "sources": VIT_SOURCES},
-        "toy_transformer": {"outputs": TOY_OUTPUTS, "sources": TOY_SOURCES},
-        "scalar_pair": {"outputs": PAIR_OUTPUTS, "sources": PAIR_SOURCES},
-        "audit": {"outputs": AUDIT_OUTPUTS, "sources": AUDIT_SOURCES},
+        "factorized": {
+            "outputs": FACTORIZED_OUTPUTS,
+            "sources": FACTORIZED_SOURCES,
+            "provenance": [provenance_of(FACTORIZED_TABLE)],
+        },
+        "language_model": {
+            "outputs": LM_OUTPUTS,
+            "sources": LM_SOURCES,
+            "provenance": [provenance_of(LM_TABLES["runs"])],
+        },
+        "vision_transformer": {
+            "outputs": VIT_OUTPUTS,
+            "sources": VIT_SOURCES,
+            "provenance": [provenance_of(VIT_TABLES["runs"])],
+        },
+        "toy_transformer": {
+            "outputs": TOY_OUTPUTS,
+            "sources": TOY_SOURCES,
+            "provenance": [provenance_of(TOY_TABLES["runs"])],
+        },
+        "scalar_pair": {
+            "outputs": PAIR_OUTPUTS,
+            "sources": PAIR_SOURCES,
+            "provenance": [provenance_of(PAIR_TABLE)],
+        },
+        "audit": {
+            "outputs": AUDIT_OUTPUTS,
+            "sources": AUDIT_SOURCES,
+            "provenance": [provenance_of(path) for path in AUDIT_SOURCES],
+        },
     }
 
 
 def enabled_files(kind):
-    """The "outputs" (what `all` asks for) or "sources" of every enabled experiment."""
+    """The "outputs" (what `all` asks for), "sources" or "provenance" of every enabled experiment."""
     return [
         path
         for section, files in experiment_files().items()

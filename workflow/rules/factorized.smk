@@ -38,13 +38,14 @@ rule factorized_run:
 
 rule factorized_table:
     input:
-        code=code("wdrank.aggregate"),
+        code=code("wdrank.commands.results"),
         runs=expand(
             "results/factorized/runs/{point}.parquet",
             point=FACTORIZED_SPACE.instance_patterns,
         ),
     output:
-        FACTORIZED_TABLE,
+        table=FACTORIZED_TABLE,
+        provenance=provenance_of(FACTORIZED_TABLE),
     log:
         "logs/factorized_table.log",
     benchmark:
@@ -55,7 +56,8 @@ rule factorized_table:
     resources:
         **job_resources("factorized_table"),
     shell:
-        "python -m wdrank concat-tables {input.runs} --out {output} > {log} 2>&1"
+        "python -m wdrank concat-tables {input.runs} --out {output.table}"
+        " --provenance-out {output.provenance} > {log} 2>&1"
 
 
 rule fig1_factorized_matrices:

@@ -34,7 +34,7 @@ SECTION_OF_TABLES = {prefix: section for section, prefix in TRAINED_TABLES.items
 
 rule collect_runs:
     input:
-        code=code("wdrank.aggregate"),
+        code=code("wdrank.commands.results"),
         summaries=lambda wildcards: run_files(
             SECTION_OF_TABLES[wildcards.prefix], "summary.json"
         ),
@@ -44,6 +44,7 @@ rule collect_runs:
     output:
         runs="results/tables/{prefix}_runs.csv",
         spectra="results/tables/{prefix}_head_spectra.csv",
+        provenance="results/tables/{prefix}_runs_provenance.csv",
     log:
         "logs/collect_runs/{prefix}.log",
     benchmark:
@@ -57,4 +58,5 @@ rule collect_runs:
         **job_resources("collect_runs"),
     shell:
         "python -m wdrank collect-runs --summaries {input.summaries} --spectra {input.spectra}"
-        " --runs-out {output.runs} --spectra-out {output.spectra} > {log} 2>&1"
+        " --runs-out {output.runs} --spectra-out {output.spectra}"
+        " --provenance-out {output.provenance} > {log} 2>&1"

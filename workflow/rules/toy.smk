@@ -70,7 +70,8 @@ rule fig2_toy_transformer:
 
 rule scalar_pair:
     output:
-        PAIR_TABLE,
+        table=PAIR_TABLE,
+        provenance=provenance_of(PAIR_TABLE),
     log:
         "logs/scalar_pair.log",
     benchmark:
@@ -88,8 +89,8 @@ rule scalar_pair:
         steps=PAIR["steps"],
     shell:
         "python -m wdrank scalar-pair --lambdas {params.lambdas} --target {params.target}"
-        " --start {params.start} --lr {params.lr} --steps {params.steps} --table {output}"
-        " > {log} 2>&1"
+        " --start {params.start} --lr {params.lr} --steps {params.steps} --table {output.table}"
+        " --provenance-out {output.provenance} > {log} 2>&1"
 
 
 rule figA_scalar_pair_trajectories:

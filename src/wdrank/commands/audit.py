@@ -23,6 +23,11 @@ def _audit(args: argparse.Namespace) -> None:
     table.insert(0, "model", name)
     if args.table is not None:
         write_csv(table, args.table)
+    if args.provenance_out is not None:
+        from wdrank import provenance
+
+        record = provenance.provenance_table([{"model": name}], [provenance.record([args.path])])
+        provenance.write_table(record, args.provenance_out, name)
     if args.pdf is not None:
         from wdrank.plots.audit import plot_audit
         from wdrank.plots.style import save_figure, set_width
@@ -42,4 +47,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     rank_thresholds_argument(parser, default=schema_default("spectra", "rank_thresholds"))
     parser.add_argument("--note", default="", help="a line added under the figure title (e.g. quantisation)")
     parser.add_argument("--table", help="write the per-head table here (CSV); the summary is always printed")
+    parser.add_argument("--provenance-out", help="write what produced the table here (CSV): versions, machine, "
+                        "sha256 of the weight files")
     figure_arguments(parser, required=False)

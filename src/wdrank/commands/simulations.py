@@ -14,20 +14,24 @@ COMMANDS = {
 
 
 def _factorized_run(args: argparse.Namespace) -> None:
+    from wdrank import provenance
     from wdrank.aggregate import write_run_table
     from wdrank.experiments.factorized import FactorizedRun, simulate
 
     run = FactorizedRun(targets=tuple(args.targets), lam=args.lam, seed=args.seed, lr=args.lr, steps=args.steps,
                         record_points=args.record_points, init_std=args.init_std)
     table = simulate(run, rank_thresholds=tuple(args.rank_thresholds), progress=True)
-    write_run_table(table, args.out, {"experiment": "factorized", **asdict(run)})
+    write_run_table(table, args.out, {"experiment": "factorized", **asdict(run)}, provenance.record())
 
 
 def _scalar_pair(args: argparse.Namespace) -> None:
+    from wdrank import provenance
     from wdrank.aggregate import write_csv
     from wdrank.experiments.scalar_pair import all_runs
 
     write_csv(all_runs(args.lambdas, tuple(args.target), tuple(args.start), args.lr, args.steps), args.table)
+    record = provenance.provenance_table([{"experiment": "scalar_pair"}], [provenance.record()])
+    provenance.write_table(record, args.provenance_out, args.table)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -49,3 +53,4 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--lr", type=float, required=True)
     parser.add_argument("--steps", type=int, required=True)
     parser.add_argument("--table", required=True, help="CSV of every trajectory")
+    parser.add_argument("--provenance-out", required=True, help="CSV: what produced the table")

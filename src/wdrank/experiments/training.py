@@ -2,7 +2,8 @@
 
 An experiment's `setup(settings, data_dir, decays, seed)` builds what differs between them (model, task, schedule,
 optimiser, what to score at the end); `run_training` does the rest the same way for all three: print the parameter
-groups, train with exact resume (`wdrank.train`), score, and write summary.json (layout: `wdrank.runs`).
+groups, train with exact resume (`wdrank.train`), score, and write summary.json (layout: `wdrank.runs`), provenance
+included.
 The spectra of the checkpoints are a separate step (`wdrank.runs.run_spectra`).
 """
 
@@ -18,6 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from wdrank import provenance
 from wdrank.checkpoint import checkpoint_step, list_checkpoints
 from wdrank.device import Compute, Placement, peak_flops, place
 from wdrank.experiments import SWEEPS, TRAINED
@@ -104,6 +106,7 @@ def run_training(experiment: str, settings: dict, data_dir: str | Path | None, d
         },
         "session": {"train_seconds": seconds, "threads": torch.get_num_threads(),
                     **session_throughput(result.steps_per_second, setup.throughput, placement, compute)},
+        "provenance": provenance.record([data_dir] if data_dir is not None else []),
     }
     print(json.dumps(summary["session"]))
     with atomic_path(summary_path) as tmp:
