@@ -52,6 +52,10 @@ def test_the_commit_of_a_checkout_and_its_edits(tmp_path):
     (package / "new.py").write_text("y = 1\n")  # a new module changes what runs, too
     assert provenance.git_state(package)["dirty"]
     assert provenance.git_state(tmp_path) == {"commit": None, "dirty": None, "diff": None}  # not a checkout
+    installed = tmp_path / "repo" / ".venv" / "wdrank"  # a package installed inside someone else's checkout
+    installed.mkdir(parents=True)
+    (installed / "__init__.py").write_text("")
+    assert provenance.git_state(installed) == {"commit": None, "dirty": None, "diff": None}
 
 
 def write_grid(folder, torch_of=lambda seed: "2.14.1", cpu_of=lambda seed: "AMD EPYC"):

@@ -39,7 +39,7 @@ PACKAGE_ROOT = Path(__file__).resolve().parent
 def git_state(folder: Path = PACKAGE_ROOT) -> dict:
     """The commit of the checkout wdrank runs from, whether the package's tracked files differ from it, and a digest
     of that difference (so that two runs edited differently do not look alike); all None when wdrank does not run
-    from a git checkout (e.g. installed from a wheel)."""
+    from a git checkout that tracks it (e.g. installed from a wheel)."""
 
     def git(*args: str) -> str | None:
         try:
@@ -49,8 +49,8 @@ def git_state(folder: Path = PACKAGE_ROOT) -> dict:
         return done.stdout.decode(errors="replace").strip() if done.returncode == 0 else None
 
     commit = git("rev-parse", "HEAD")
-    if commit is None:
-        return {"commit": None, "dirty": None, "diff": None}
+    if commit is None or not git("ls-files", "--", "."):  # no repository, or one that does not track this code
+        return {"commit": None, "dirty": None, "diff": None}  # (e.g. a virtual environment inside a user's project)
     diff, untracked = git("diff", "HEAD", "--", "."), git("ls-files", "--others", "--exclude-standard", "--", ".")
     if diff is None or untracked is None:
         return {"commit": commit, "dirty": None, "diff": None}
