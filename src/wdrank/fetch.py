@@ -19,6 +19,7 @@ from wdrank.io import atomic_path
 
 
 def sha256_of(path: str | Path) -> str:
+    """The sha256 of a file, read in 1 MiB blocks (also the digest of every input in `wdrank.provenance`)."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

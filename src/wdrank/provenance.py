@@ -26,6 +26,7 @@ import pandas as pd
 from wdrank import __version__
 from wdrank.aggregate import read_run_provenance, read_run_settings, read_summary, write_csv
 from wdrank.experiments import SWEEPS
+from wdrank.fetch import sha256_of
 
 # The libraries whose versions can change results (Python's version is recorded too).
 LIBRARIES = ("torch", "numpy", "transformers", "timm", "tokenizers", "datasets", "safetensors", "pandas", "snakemake")
@@ -55,7 +56,7 @@ def git_state(folder: Path = PACKAGE_ROOT) -> dict:
     if diff is None or untracked is None:
         return {"commit": commit, "dirty": None, "diff": None}
     new_files = [folder / name for name in sorted(untracked.splitlines())]
-    change = diff + "".join(f"\n{path.name} {file_digest(path)}" for path in new_files if path.is_file())
+    change = diff + "".join(f"\n{path.name} {sha256_of(path)}" for path in new_files if path.is_file())
     digest = hashlib.sha256(change.encode()).hexdigest()[:16] if change else ""
     return {"commit": commit, "dirty": bool(change), "diff": digest}
 
@@ -106,21 +107,15 @@ def machine() -> dict:
     return {"cpu": cpu_model(), "gpus": gpus, "host_os": platform.platform()}
 
 
-def file_digest(path: Path) -> str:
-    """The sha256 of a file, read in chunks (token arrays at paper scale are several GB)."""
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
 def input_digests(paths: Iterable[str | Path]) -> dict[str, str]:
     """sha256 of every input file: a file by its name, a folder's files (recursively) by folder/relative name."""
     digests = {}
     for path in map(Path, paths):
         if path.is_dir():
             for file in sorted(p for p in path.rglob("*") if p.is_file()):
-                digests[f"{path.name}/{file.relative_to(path).as_posix()}"] = file_digest(file)
+                digests[f"{path.name}/{file.relative_to(path).as_posix()}"] = sha256_of(file)
         elif path.is_file():
-            digests[path.name] = file_digest(path)
+            digests[path.name] = sha256_of(path)
         else:
             raise FileNotFoundError(f"{path}: an input of this run does not exist, so it cannot be digested")
     return digests
