@@ -8,46 +8,176 @@ from pathlib import Path
 import pandas as pd
 
 from wdrank.io import atomic_path
+from wdrank.statistics import beats_all, best_beyond_intervals, differences_from, mean_interval
 
 
-def perplexity_grid(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean, std and number of seeds of test perplexity per (wd_attn, wd_mlp); `best` marks the lowest mean."""
-    grid = (runs.groupby(["wd_attn", "wd_mlp"])["test_perplexity"]
-            .agg(mean="mean", std="std", n_seeds="count").reset_index())
-    grid["std"] = grid["std"].fillna(0.0)  # one seed: no spread
-    grid["best"] = grid["mean"] == grid["mean"].min()
-    return grid
+DIFFERENCE_COLUMNS = {"ci_low": "difference_ci_low", "ci_high": "difference_ci_high"}  # beside the mean's own
 
 
-def _cells(grid: pd.DataFrame, bold: tuple[str, str]) -> pd.DataFrame:
-    text = grid.apply(lambda r: f"{r['mean']:.2f} ± {r['std']:.2f} (n={r['n_seeds']})", axis=1)
-    text = text.where(~grid["best"], bold[0] + text + bold[1])
+def metric_summary(per_run: pd.DataFrame, metrics: list[str], axis: str = "wd_attn", by: list[str] | tuple = ()
+                   ) -> pd.DataFrame:
+    """Long table, one row per cell (`by` + `axis`) and metric: mean, std and seeds, the 95% t interval of the mean,
+    and the paired difference from the smallest `axis` value (λ = 0 in every sweep here), seed by seed, with its
+    interval, p-value and Holm-adjusted p-value (see `wdrank.statistics`)."""
+    by = list(by)
+    baseline = per_run[axis].min()
+    frames = []
+    for metric in metrics:
+        cells = per_run.groupby(by + [axis])[metric]
+        summary = cells.agg(mean="mean", std="std", n_seeds="count").reset_index()
+        intervals = cells.apply(lambda values: pd.Series(mean_interval(values.to_numpy()), index=["ci_low", "ci_high"]))
+        summary = summary.merge(intervals.unstack().reset_index(), on=by + [axis])
+        differences = differences_from(per_run, metric, axis, baseline, by).rename(columns=DIFFERENCE_COLUMNS)
+        summary = summary.merge(differences, on=by + [axis], how="left")
+        frames.append(summary.assign(metric=metric))
+    table = pd.concat(frames, ignore_index=True)
+    table["std"] = table["std"].fillna(0.0)  # one seed: no spread
+    return table[by + [axis, "metric"] + [c for c in table.columns if c not in [*by, axis, "metric"]]]
+
+
+def perplexity_grid(runs: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """Table 1 as a long table (`metric_summary` of test perplexity per (wd_attn, wd_mlp), each λ_SA against λ_SA = 0
+    in its λ_MLP column) with `best` marked only on a cell whose mean beats every other cell beyond its paired 95%
+    interval, and a sentence that says which cell that is, or why none is marked."""
+    grid = metric_summary(runs, ["test_perplexity"], "wd_attn", ["wd_mlp"]).drop(columns="metric")
+    best, comparisons = best_beyond_intervals(runs, "test_perplexity", ["wd_attn", "wd_mlp"])
+    cell = f"λ_SA = {best[0]:g}, λ_MLP = {best[1]:g}"
+    is_best = beats_all(comparisons)
+    grid["best"] = is_best & (grid["wd_attn"] == best[0]) & (grid["wd_mlp"] == best[1])
+    if is_best:
+        verdict = (f"Best cell (bold): {cell}, lower than each of the other {len(comparisons)} cells beyond its paired "
+                   "95% interval.")
+    else:
+        ties = comparisons[~(comparisons["ci_high"] < 0)]
+        closest = ties.loc[ties["difference"].idxmax()] if ties["difference"].notna().any() else ties.iloc[0]
+        difference = _interval(closest["difference"], closest["ci_low"], closest["ci_high"])
+        verdict = (f"No cell is marked best: the lowest mean, {cell}, is not below {len(ties)} of the other "
+                   f"{len(comparisons)} cells beyond its paired 95% interval (e.g. λ_SA = {closest['wd_attn']:g}, "
+                   f"λ_MLP = {closest['wd_mlp']:g}: difference {difference}).")
+    return grid, verdict
+
+
+def _signed(value: float, spec: str = "+.2f") -> str:
+    return "n/a" if pd.isna(value) else format(value, spec).replace("-", "−")
+
+
+def _interval(difference: float, low: float, high: float, spec: str = "+.2f") -> str:
+    """'+0.95 [−1.20, +3.10]': a difference with its interval (none shown for a single pair)."""
+    bounds = "" if pd.isna(low) else f" [{_signed(low, spec)}, {_signed(high, spec)}]"
+    return _signed(difference, spec) + bounds
+
+
+def _p(value: float) -> str:
+    return "n/a" if pd.isna(value) else f"{value:.2f}" if value >= 0.01 else f"{value:.1g}"
+
+
+def _pivot(grid: pd.DataFrame, text: pd.Series) -> pd.DataFrame:
     return grid.assign(cell=text).pivot(index="wd_attn", columns="wd_mlp", values="cell")
+
+
+def _perplexity_cells(grid: pd.DataFrame, bold: tuple[str, str], with_n: bool) -> pd.DataFrame:
+    text = grid.apply(lambda r: f"{r['mean']:.2f} ± {r['std']:.2f}" + (f" (n={r['n_seeds']})" if with_n else ""),
+                      axis=1)
+    return _pivot(grid, text.where(~grid["best"], bold[0] + text + bold[1]))
+
+
+def _difference_cells(grid: pd.DataFrame) -> pd.DataFrame:
+    compared = grid[grid["n_pairs"].notna()]
+    text = compared.apply(lambda r: _interval(*r[["difference", "difference_ci_low", "difference_ci_high"]])
+                          + f", p = {_p(r['p_value'])} ({_p(r['p_holm'])})",
+                          axis=1)
+    return _pivot(compared, text)
+
+
+def _caption(grid: pd.DataFrame, verdict: str) -> tuple[str, bool]:
+    seeds = grid["n_seeds"].unique()
+    with_n = len(seeds) > 1
+    counted = "n seeds per cell" if with_n else f"{seeds[0]} seed" + ("s" if seeds[0] != 1 else "")
+    baseline = grid["wd_attn"].min()
+    return (f"Test perplexity, mean ± std over {counted}. Below: each λ_SA minus λ_SA = {baseline:g} in the same "
+            "λ_MLP column, paired by seed (same initial weights and batches): mean difference [95% interval], "
+            "two-sided p of a paired t-test (Holm-adjusted within the column). " + verdict), with_n
 
 
 def write_perplexity_tables(runs: pd.DataFrame, csv: str | Path, markdown_path: str | Path, latex_path: str | Path
                             ) -> None:
-    """Table 1 as CSV (long), Markdown and LaTeX (rows λ_SA, columns λ_MLP, best cell in bold)."""
-    grid = perplexity_grid(runs)
+    """Table 1 as CSV (long: `perplexity_grid`), Markdown and LaTeX (rows λ_SA, columns λ_MLP; a second block of
+    paired differences from λ_SA = 0; a best cell in bold only where it is one beyond its intervals)."""
+    grid, verdict = perplexity_grid(runs)
     with atomic_path(csv) as tmp:
         grid.to_csv(tmp, index=False, float_format="%.6g")
+    caption, with_n = _caption(grid, verdict)
+    baseline = grid["wd_attn"].min()
 
-    markdown = _cells(grid, ("**", "**"))
-    header = "| λ_SA \\ λ_MLP | " + " | ".join(f"{c:g}" for c in markdown.columns) + " |"
-    lines = [header, "|" + "---|" * (len(markdown.columns) + 1)]
-    lines += [f"| {i:g} | " + " | ".join(row) + " |" for i, row in zip(markdown.index, markdown.values, strict=True)]
-    caption = "Test perplexity (mean ± std over seeds, n seeds); best cell in bold."
+    cells, differences = _perplexity_cells(grid, ("**", "**"), with_n), _difference_cells(grid)
+    columns = " | ".join(f"{c:g}" for c in cells.columns)
+    rule = "|" + "---|" * (len(cells.columns) + 1)
+    lines = [f"| λ_SA \\ λ_MLP | {columns} |", rule]
+    lines += [f"| {i:g} | " + " | ".join(row) + " |" for i, row in zip(cells.index, cells.values, strict=True)]
+    lines += ["", f"| λ_SA − {baseline:g} \\ λ_MLP | {columns} |", rule]
+    lines += [f"| {i:g} | " + " | ".join(row) + " |"
+              for i, row in zip(differences.index, differences.values, strict=True)]
     with atomic_path(markdown_path) as tmp:
         tmp.write_text(caption + "\n\n" + "\n".join(lines) + "\n")
 
-    latex = _cells(grid, (r"\textbf{", "}")).map(lambda c: c.replace("±", r"$\pm$"))
-    body = [r"\begin{tabular}{l" + "c" * len(latex.columns) + "}", r"\toprule",
-            r"$\lambda_{SA}$ \textbackslash{} $\lambda_{MLP}$ & " + " & ".join(f"{c:g}" for c in latex.columns)
+    def tex(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame.map(lambda c: c.replace("±", r"$\pm$").replace("−", "$-$").replace("+", "$+$"))
+
+    width = len(cells.columns) + 1
+    body = [r"\begin{tabular}{l" + "c" * len(cells.columns) + "}", r"\toprule",
+            r"$\lambda_{SA}$ \textbackslash{} $\lambda_{MLP}$ & " + " & ".join(f"{c:g}" for c in cells.columns)
             + r" \\", r"\midrule"]
-    body += [f"{i:g} & " + " & ".join(row) + r" \\" for i, row in zip(latex.index, latex.values, strict=True)]
+    body += [f"{i:g} & " + " & ".join(row) + r" \\"
+             for i, row in zip(cells.index, tex(_perplexity_cells(grid, (r"\textbf{", "}"), with_n)).values,
+                               strict=True)]
+    body += [r"\midrule", rf"\multicolumn{{{width}}}{{l}}{{Paired difference from $\lambda_{{SA}} = {baseline:g}$, "
+             r"95\% interval, $p$ (Holm)} \\", r"\midrule"]
+    body += [f"{i:g} & " + " & ".join(row) + r" \\"
+             for i, row in zip(differences.index, tex(differences).values, strict=True)]
     body += [r"\bottomrule", r"\end{tabular}"]
     with atomic_path(latex_path) as tmp:
         tmp.write_text("% " + caption + " Requires \\usepackage{booktabs}.\n" + "\n".join(body) + "\n")
+
+
+def summary_markdown(table: pd.DataFrame, axis: str = "wd_attn", labels: dict[str, str] | None = None) -> str:
+    """A `metric_summary` table as Markdown: rows `axis`, a column per metric (and group), cells 'mean ± std' and,
+    below the baseline row, the paired difference [95% interval] and p-value (Holm-adjusted in parentheses)."""
+    labels = labels or {}
+    groups = [c for c in table.columns if c not in {axis, "metric", *SUMMARY_COLUMNS}]
+    table = table.assign(column=table.apply(
+        lambda r: labels.get(r["metric"], r["metric"]) + "".join(f", {NAMES.get(g, g)} {r[g]:g}" for g in groups),
+        axis=1))
+
+    def cell(r: pd.Series) -> str:
+        text = f"{r['mean']:.3g} ± {r['std']:.2g}"
+        if pd.isna(r["n_pairs"]):
+            return text
+        difference = _interval(r["difference"], r["difference_ci_low"], r["difference_ci_high"], "+.3g")
+        return f"{text}; Δ {difference}, p = {_p(r['p_value'])} ({_p(r['p_holm'])})"
+
+    cells = table.assign(cell=table.apply(cell, axis=1)).pivot(index=axis, columns="column", values="cell")
+    cells = cells[list(dict.fromkeys(table["column"]))]
+    lines = [f"| {NAMES.get(axis, axis)} | " + " | ".join(cells.columns) + " |", "|" + "---|" * (len(cells.columns) + 1)]
+    lines += [f"| {i:g} | " + " | ".join(row) + " |" for i, row in zip(cells.index, cells.values, strict=True)]
+    seeds = ", ".join(str(n) for n in sorted(table["n_seeds"].unique()))
+    baseline = table[axis].min()
+    return (f"Mean ± std over seeds ({seeds} per cell); Δ: minus {NAMES.get(axis, axis)} = {baseline:g}, paired by seed, "
+            "[95% interval], two-sided p of a paired t-test (Holm-adjusted over the other values).\n\n"
+            + "\n".join(lines) + "\n")
+
+
+NAMES = {"wd_attn": "λ_SA", "wd_mlp": "λ_MLP"}  # sweep columns as the paper writes them
+SUMMARY_COLUMNS = ["mean", "std", "n_seeds", "ci_low", "ci_high", "n_pairs", "difference", "difference_ci_low",
+                   "difference_ci_high", "p_value", "p_holm"]
+
+
+def write_summary_tables(table: pd.DataFrame, csv: str | Path, markdown_path: str | Path,
+                         labels: dict[str, str] | None = None) -> None:
+    """A `metric_summary` table as CSV (long) and Markdown (`summary_markdown`)."""
+    with atomic_path(csv) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.10g")
+    with atomic_path(markdown_path) as tmp:
+        tmp.write_text(summary_markdown(table, labels=labels))
 
 
 def audit_summary(table: pd.DataFrame, model: str) -> pd.DataFrame:
@@ -67,19 +197,32 @@ def audit_summary(table: pd.DataFrame, model: str) -> pd.DataFrame:
     return summary
 
 
+SWEEP_KEYS = ("wd_attn", "wd_mlp", "seed")
+
+
 def run_means(spectra: pd.DataFrame, metric: str) -> pd.DataFrame:
     """One row per (run, product): `metric` averaged over every head and layer at the final checkpoint."""
     final = spectra[spectra["step"] == spectra["step"].max()]
-    return final.groupby(["wd_attn", "seed", "product"], as_index=False)[metric].mean()
+    keys = [key for key in SWEEP_KEYS if key in final.columns]
+    return final.groupby(keys + ["product"], as_index=False)[metric].mean()
+
+
+def run_ranks(spectra: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """One row per run, columns QK_<metric> and OV_<metric>: `run_means` side by side."""
+    means = run_means(spectra, metric)
+    keys = [key for key in SWEEP_KEYS if key in means.columns]
+    wide = means.pivot_table(index=keys, columns="product", values=metric).reset_index()
+    return wide.rename(columns={"QK": f"QK_{metric}", "OV": f"OV_{metric}"})
+
+
+def lm_rank_table(spectra: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Language models: `metric_summary` of the per-run mean QK and OV rank (every head and layer, final step) per
+    (λ_SA, λ_MLP), each λ_SA against λ_SA = 0 in its λ_MLP column."""
+    return metric_summary(run_ranks(spectra, metric), [f"QK_{metric}", f"OV_{metric}"], "wd_attn", ["wd_mlp"])
 
 
 def rank_accuracy_table(spectra: pd.DataFrame, runs: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Per λ: mean and std over seeds of the per-run mean QK and OV rank (`spectra`: the ViT head spectra) and of
-    test accuracy (`runs`: one row per run)."""
-    wide = run_means(spectra, metric).pivot_table(index=["wd_attn", "seed"], columns="product", values=metric).reset_index()
-    wide = wide.rename(columns={"QK": f"QK_{metric}", "OV": f"OV_{metric}"})
-    merged = wide.merge(runs[["wd_attn", "seed", "test_accuracy"]], on=["wd_attn", "seed"])
-    columns = [f"QK_{metric}", f"OV_{metric}", "test_accuracy"]
-    table = merged.groupby("wd_attn")[columns].agg(["mean", "std"])
-    table.columns = [f"{column}_{stat}" for column, stat in table.columns]
-    return table.fillna(0.0).assign(n_seeds=merged.groupby("wd_attn").size()).reset_index()
+    """ViT: `metric_summary` per λ of the per-run mean QK and OV rank (`spectra`: the ViT head spectra) and of test
+    accuracy (`runs`: one row per run), each λ against λ = 0."""
+    merged = run_ranks(spectra, metric).merge(runs[["wd_attn", "seed", "test_accuracy"]], on=["wd_attn", "seed"])
+    return metric_summary(merged, [f"QK_{metric}", f"OV_{metric}", "test_accuracy"], "wd_attn")

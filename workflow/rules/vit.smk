@@ -4,13 +4,13 @@ VIT = config["vision_transformer"]
 VIT_SPACE = sweep("vision_transformer")
 VIT_RUN = f"results/vit/runs/{VIT_SPACE.wildcard_pattern}"
 VIT_TABLES = run_tables("vision_transformer")
-VIT_RANK_TABLE = "results/tables/fig3_vit_rank.csv"
+VIT_RANK_TABLE = {ext: f"results/tables/fig3_vit_rank.{ext}" for ext in ("csv", "md")}
 VIT_FIGURES = ["fig3_vit_rank", "figA_vit_rank_heatmap"]
 VIT_CATEGORY = "Fig. 3 (right): Vision Transformer"
 VIT_SOURCES = list(VIT_TABLES.values())
 VIT_OUTPUTS = (
     VIT_SOURCES
-    + [VIT_RANK_TABLE]
+    + list(VIT_RANK_TABLE.values())
     + [
         f"results/figures/{name}.{ext}"
         for name in VIT_FIGURES
@@ -82,11 +82,12 @@ rule table_fig3_vit_rank:
         **VIT_TABLES,
         code=code("wdrank.tables"),
     output:
-        report(
-            VIT_RANK_TABLE,
+        csv=report(
+            VIT_RANK_TABLE["csv"],
             caption="../report/fig3_vit_rank_table.rst",
             category=VIT_CATEGORY,
         ),
+        md=VIT_RANK_TABLE["md"],
     log:
         "logs/table_fig3_vit_rank.log",
     benchmark:
@@ -100,7 +101,7 @@ rule table_fig3_vit_rank:
         rank_metric=RANK_METRIC,
     shell:
         "python -m wdrank table fig3_vit_rank --runs {input.runs} --spectra {input.spectra}"
-        " --rank-metric {params.rank_metric} --csv {output} > {log} 2>&1"
+        " --rank-metric {params.rank_metric} --csv {output.csv} --md {output.md} > {log} 2>&1"
 
 
 rule fig3_vit_rank:
