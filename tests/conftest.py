@@ -64,8 +64,8 @@ TINY = {
 TINY_TABLES = sorted([
     "fig1_factorized_matrices.csv",
     "lm_runs.csv", "lm_head_spectra.csv", "table1_lm_perplexity.csv", "table1_lm_perplexity.md",
-    "table1_lm_perplexity.tex",
-    "vit_runs.csv", "vit_head_spectra.csv", "fig3_vit_rank.csv",
+    "table1_lm_perplexity.tex", "lm_rank.csv", "lm_rank.md",
+    "vit_runs.csv", "vit_head_spectra.csv", "fig3_vit_rank.csv", "fig3_vit_rank.md",
     "fig2_toy_runs.csv", "fig2_toy_head_spectra.csv",
     "figA_scalar_pair_trajectories.csv",
     "audit_all-MiniLM-L6-v2.csv", "fig4_audit_summary.csv",
@@ -78,7 +78,7 @@ TINY_PROVENANCE = sorted([
 ])
 TINY_FIGURES = sorted([
     "fig1_factorized_matrices.png",
-    "fig3_lm_rank_per_head.png", "figA_lm_rank_all_layers.png", "lm_rank_vs_step.png",
+    "fig3_lm_rank_per_head.png", "figA_lm_rank_all_layers.png", "lm_rank_vs_step.png", "lm_rank_and_perplexity.png",
     "fig3_vit_rank.png", "figA_vit_rank_heatmap.png",
     "fig2_toy_transformer.png", "figA_scalar_pair_trajectories.png",
     "fig4_audit_all-MiniLM-L6-v2.png",

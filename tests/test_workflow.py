@@ -46,9 +46,13 @@ def test_tiny_language_model_grid(tiny_run):
     assert len(spectra) == 2 * 4 * 2 * 2 * 2  # runs x steps x layers x heads x products
     assert spectra["rank_tol_0.01"].between(0, 8).all() and (spectra["gap"] > -1e-9).all()
     table = (tiny_run / "results/tables/table1_lm_perplexity.md").read_text()
-    assert table.count("(n=1)") == 2 and table.count("**") == 2
+    # one seed: no interval, so no cell can be marked best, and the table says so
+    assert "over 1 seed." in table and "No cell is marked best" in table and "**" not in table
+    assert "| 3 | +" in table or "| 3 | −" in table  # λ_SA = 3 minus λ_SA = 0, paired by the one seed
+    ranks = pd.read_csv(tiny_run / "results/tables/lm_rank.csv")
+    assert set(ranks["metric"]) == {"QK_rank_tol_0.01", "OV_rank_tol_0.01"} and (ranks["n_seeds"] == 1).all()
     assert r"\toprule" in (tiny_run / "results/tables/table1_lm_perplexity.tex").read_text()
-    for name in ("fig3_lm_rank_per_head", "figA_lm_rank_all_layers", "lm_rank_vs_step"):
+    for name in ("fig3_lm_rank_per_head", "figA_lm_rank_all_layers", "lm_rank_vs_step", "lm_rank_and_perplexity"):
         assert (tiny_run / f"results/figures/{name}.png").stat().st_size > 20_000
     manifest = json.loads((tiny_run / "resources/lm/data/manifest.json").read_text())
     works = [set((tiny_run / f"resources/lm/data/{s}.documents.txt").read_text().split())
@@ -82,13 +86,44 @@ def test_tiny_vision_transformer_sweep(tiny_run):
     assert sorted(runs["wd_attn"]) == [0.0, 10.0] and (runs["test_accuracy"] > 0.2).all()  # chance: 0.1
     spectra = pd.read_csv(tiny_run / "results/tables/vit_head_spectra.csv")
     assert sorted(spectra["step"].unique()) == [0, 50, 100, 150] and len(spectra) == 2 * 4 * 2 * 2 * 2
-    summary = pd.read_csv(tiny_run / "results/tables/fig3_vit_rank.csv")
-    assert list(summary["wd_attn"]) == [0.0, 10.0] and (summary["n_seeds"] == 1).all()
-    assert summary["OV_rank_tol_0.01_mean"].iloc[1] < summary["OV_rank_tol_0.01_mean"].iloc[0]
+    summary = pd.read_csv(tiny_run / "results/tables/fig3_vit_rank.csv").set_index(["metric", "wd_attn"])
+    assert sorted(set(summary.index.get_level_values("wd_attn"))) == [0.0, 10.0] and (summary["n_seeds"] == 1).all()
+    assert summary.loc[("OV_rank_tol_0.01", 10.0), "difference"] < 0  # paired with λ = 0 by the one seed
+    assert "| λ_SA | QK rank | OV rank | test accuracy |" in (tiny_run / "results/tables/fig3_vit_rank.md").read_text()
     manifest = json.loads((tiny_run / "resources/vit/mnist_5k/manifest.json").read_text())
     assert manifest["sizes"] == {"train": 4000, "test": 1000} and manifest["num_classes"] == 10
     for name in ("fig3_vit_rank", "figA_vit_rank_heatmap"):
         assert (tiny_run / f"results/figures/{name}.png").stat().st_size > 20_000
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("experiment, cell, decays, data", [
+    ("lm", "wd_mlp~0.1/seed~0", [(0.0, 0.1), (3.0, 0.1)], "resources/lm/data"),
+    ("vit", "seed~0", [(0.0, 0.1), (10.0, 0.1)], "resources/vit/mnist_5k"),
+])
+def test_one_seed_pairs_initial_weights_and_batches_across_decays(tiny_run, experiment, cell, decays, data):
+    """What the paired comparisons of Table 1 and the rank tables rely on: runs of one seed start from the same
+    weights (their step-0 checkpoints) and see the same batches whatever their weight decays."""
+    import importlib
+
+    from safetensors.numpy import load_file
+
+    from wdrank.optim import WeightDecays
+
+    points = [f"wd_attn~{attention:.1f}/{cell}" for attention, _ in decays]
+    runs = [tiny_run / f"results/{experiment}/runs/{point}" for point in points]
+    initial = [load_file(tiny_run / f"results/{experiment}/checkpoints/{point}/step_000000/model.safetensors")
+               for point in points]
+    assert initial[0].keys() == initial[1].keys()
+    assert all(np.array_equal(initial[0][name], initial[1][name]) for name in initial[0])
+
+    module = importlib.import_module(f"wdrank.experiments.{experiment}")
+    settings = json.loads((runs[0] / "summary.json").read_text())["run"]["settings"]
+    tasks = [module.setup(settings, tiny_run / data, WeightDecays(*pair), seed=0).task for pair in decays]
+    for step in (0, 1, 17):
+        first, second = (task.batch(step, slice(None)) for task in tasks)
+        pairs = zip(first, second, strict=True) if isinstance(first, tuple) else [(first, second)]
+        assert all(np.array_equal(a.numpy(), b.numpy()) for a, b in pairs), f"step {step}"
 
 
 @pytest.mark.e2e
@@ -143,7 +178,7 @@ def default_figures(config):
     """The figures of the default run (`config`: config.yaml resolved)."""
     models = [m["name"] for m in config["audit"]["packaged"]]
     return sorted(["fig1_factorized_matrices.png", "fig3_lm_rank_per_head.png", "figA_lm_rank_all_layers.png",
-                   "lm_rank_vs_step.png", "fig3_vit_rank.png", "figA_vit_rank_heatmap.png",
+                   "lm_rank_vs_step.png", "lm_rank_and_perplexity.png", "fig3_vit_rank.png", "figA_vit_rank_heatmap.png",
                    "fig2_toy_transformer.png", "figA_scalar_pair_trajectories.png"]
                   + [f"fig4_audit_{m}.png" for m in models])
 
@@ -169,7 +204,8 @@ def test_figures_rebuild_from_the_committed_cache_without_training(tmp_path, def
     dry = snakemake(tmp_path, "-n", "--configfile", str(REPO / "config.yaml"), "--config", "from_cache=True")
     counts = job_counts(dry.stdout)
     assert set(counts) == {"fig1_factorized_matrices", "fig3_lm_rank_per_head", "figA_lm_rank_all_layers",
-                           "lm_rank_vs_step", "fig3_vit_rank", "figA_vit_rank_heatmap", "fig2_toy_transformer",
+                           "lm_rank_vs_step", "lm_rank_and_perplexity", "fig3_vit_rank", "figA_vit_rank_heatmap",
+                           "fig2_toy_transformer",
                            "figA_scalar_pair_trajectories", "fig4_audit", "all"}, counts
     rebuilt = snakemake(tmp_path, "--configfile", str(REPO / "config.yaml"), "--config", "from_cache=True")
     assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
@@ -337,8 +373,8 @@ def test_snakefiles_are_snakefmt_formatted():
 
 
 FIGURE_RULES = {"fig1_factorized_matrices", "fig3_lm_rank_per_head", "figA_lm_rank_all_layers", "lm_rank_vs_step",
-                "fig3_vit_rank", "figA_vit_rank_heatmap", "fig2_toy_transformer", "figA_scalar_pair_trajectories",
-                "fig4_audit"}
+                "lm_rank_and_perplexity", "fig3_vit_rank", "figA_vit_rank_heatmap", "fig2_toy_transformer",
+                "figA_scalar_pair_trajectories", "fig4_audit"}
 
 
 @pytest.mark.e2e
@@ -369,8 +405,8 @@ def test_editing_the_code_of_a_figure_reruns_exactly_its_jobs(tmp_path):
 
     assert jobs_after_editing("plots/vit.py") == {"fig3_vit_rank", "figA_vit_rank_heatmap"}
     assert jobs_after_editing("plots/lm.py") == {"fig3_lm_rank_per_head", "figA_lm_rank_all_layers",
-                                                  "lm_rank_vs_step"}
+                                                  "lm_rank_vs_step", "lm_rank_and_perplexity"}
     assert jobs_after_editing("plots/style.py") == FIGURE_RULES
-    assert jobs_after_editing("tables.py") == {"table1_lm_perplexity", "table_fig3_vit_rank", "fig4_audit_summary",
-                                               "fig3_vit_rank", "figA_vit_rank_heatmap"}
+    assert jobs_after_editing("tables.py") == {"table1_lm_perplexity", "table_lm_rank", "table_fig3_vit_rank",
+                                               "fig4_audit_summary", "fig3_vit_rank", "figA_vit_rank_heatmap"}
     assert jobs_after_editing("train.py") == set()  # nothing: no figure or table runs training code

@@ -7,12 +7,19 @@ LM_TABLES = run_tables("language_model")
 LM_TABLE1 = {
     ext: f"results/tables/table1_lm_perplexity.{ext}" for ext in ("csv", "md", "tex")
 }
-LM_FIGURES = ["fig3_lm_rank_per_head", "figA_lm_rank_all_layers", "lm_rank_vs_step"]
+LM_RANK_TABLE = {ext: f"results/tables/lm_rank.{ext}" for ext in ("csv", "md")}
+LM_FIGURES = [
+    "fig3_lm_rank_per_head",
+    "figA_lm_rank_all_layers",
+    "lm_rank_vs_step",
+    "lm_rank_and_perplexity",
+]
 LM_CATEGORY = "Fig. 3 (left) and Table 1: language models"
 LM_SOURCES = list(LM_TABLES.values())
 LM_OUTPUTS = (
     LM_SOURCES
     + list(LM_TABLE1.values())
+    + list(LM_RANK_TABLE.values())
     + [f"results/figures/{name}.{ext}" for name in LM_FIGURES for ext in ("pdf", "png")]
 )
 
@@ -101,6 +108,33 @@ rule table1_lm_perplexity:
         " --csv {output.csv} --md {output.md} --tex {output.tex} > {log} 2>&1"
 
 
+rule table_lm_rank:
+    input:
+        code=code("wdrank.tables"),
+        spectra=LM_TABLES["spectra"],
+    output:
+        csv=report(
+            LM_RANK_TABLE["csv"],
+            caption="../report/lm_rank_table.rst",
+            category=LM_CATEGORY,
+        ),
+        md=LM_RANK_TABLE["md"],
+    log:
+        "logs/table_lm_rank.log",
+    benchmark:
+        "logs/table_lm_rank.benchmark.tsv"
+    conda:
+        WDRANK_ENV
+    threads: job_threads("table_lm_rank")
+    resources:
+        **job_resources("table_lm_rank"),
+    params:
+        rank_metric=RANK_METRIC,
+    shell:
+        "python -m wdrank table lm_rank --spectra {input.spectra} --rank-metric {params.rank_metric}"
+        " --csv {output.csv} --md {output.md} > {log} 2>&1"
+
+
 rule fig3_lm_rank_per_head:
     input:
         code=code("wdrank.plots.lm"),
@@ -181,3 +215,32 @@ rule lm_rank_vs_step:
     shell:
         "python -m wdrank figure lm_rank_vs_step --spectra {input.spectra} --wd-mlp {params.wd_mlp}"
         " --rank-metric {params.rank_metric} --width {params.width} --pdf {output.pdf} --png {output.png} > {log} 2>&1"
+
+
+rule lm_rank_and_perplexity:
+    input:
+        **LM_TABLES,
+        code=code("wdrank.plots.lm"),
+    output:
+        **figure_files(
+            "lm_rank_and_perplexity",
+            "../report/lm_rank_and_perplexity.rst",
+            LM_CATEGORY,
+        ),
+    log:
+        "logs/lm_rank_and_perplexity.log",
+    benchmark:
+        "logs/lm_rank_and_perplexity.benchmark.tsv"
+    conda:
+        WDRANK_ENV
+    threads: job_threads("lm_rank_and_perplexity")
+    resources:
+        **job_resources("lm_rank_and_perplexity"),
+    params:
+        width=FIGURE_WIDTH,
+        wd_mlp=LM["figures"]["wd_mlp"],
+        rank_metric=RANK_METRIC,
+    shell:
+        "python -m wdrank figure lm_rank_and_perplexity --runs {input.runs} --spectra {input.spectra}"
+        " --wd-mlp {params.wd_mlp} --rank-metric {params.rank_metric} --width {params.width}"
+        " --pdf {output.pdf} --png {output.png} > {log} 2>&1"

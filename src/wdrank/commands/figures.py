@@ -62,6 +62,12 @@ def _lm_rank_vs_step(args: argparse.Namespace) -> None:
     _save(rank_vs_step(_read(args.spectra), args.wd_mlp, args.rank_metric), args)
 
 
+def _lm_rank_and_perplexity(args: argparse.Namespace) -> None:
+    from wdrank.plots.lm import rank_and_perplexity
+
+    _save(rank_and_perplexity(_read(args.spectra), _read(args.runs), args.wd_mlp, args.rank_metric), args)
+
+
 def _fig3_vit_rank(args: argparse.Namespace) -> None:
     from wdrank.plots.vit import fig3_vit_rank
 
@@ -129,6 +135,12 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     sub = figure("lm_rank_vs_step", "mean rank against training step, a line per λ_SA", _lm_rank_vs_step,
                  spectra="lm_head_spectra.csv")
+    wd_mlp(sub)
+    rank_metric(sub)
+    figure_arguments(sub)
+
+    sub = figure("lm_rank_and_perplexity", "Table 1's finding: mean QK/OV rank and test perplexity against λ_SA, "
+                 "paired by seed", _lm_rank_and_perplexity, runs="lm_runs.csv", spectra="lm_head_spectra.csv")
     wd_mlp(sub)
     rank_metric(sub)
     figure_arguments(sub)

@@ -2,7 +2,7 @@
 
 Each figure holds λ_MLP fixed at `wd_mlp`; the rank figures read the final checkpoint of every run, the
 rank-over-training figure every checkpoint. Input: the LM head-spectra table (one row per run, step, layer, head,
-product).
+product), and for the perplexity the runs table.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from wdrank.plots.ranks import rank_all_layers, rank_over_steps, rank_per_head
+from wdrank.plots.ranks import rank_all_layers, rank_and_score, rank_over_steps, rank_per_head
 from wdrank.plots.style import count
 
 
@@ -50,3 +50,14 @@ def rank_vs_step(spectra: pd.DataFrame, wd_mlp: float, rank_metric: str) -> plt.
     """Mean rank over heads, layers and seeds against training step, one line per λ_SA."""
     return rank_over_steps(_at_wd_mlp(spectra, wd_mlp), "wd_attn", rank_metric,
                            rf"Rank during training, all layers, $\lambda_{{MLP}}={wd_mlp:g}$")
+
+
+def rank_and_perplexity(spectra: pd.DataFrame, runs: pd.DataFrame, wd_mlp: float, rank_metric: str) -> plt.Figure:
+    """Table 1's finding at a glance: the mean QK and OV rank over all heads and layers of each run, and its test
+    perplexity, against λ_SA at λ_MLP = `wd_mlp`, with intervals and paired comparisons with λ_SA = 0."""
+    final = _final(_at_wd_mlp(spectra, wd_mlp))
+    ranks = final.groupby(["wd_attn", "seed", "product"])[rank_metric].mean().unstack("product")
+    per_run = (ranks.rename(columns=lambda product: f"{product}_{rank_metric}").reset_index()
+               .merge(runs[runs["wd_mlp"] == wd_mlp][["wd_attn", "seed", "test_perplexity"]], on=["wd_attn", "seed"]))
+    return rank_and_score(per_run, rank_metric, "test_perplexity", "test perplexity", None, final["head_dim"].max(),
+                          f"Language model, all heads and layers, {_where(final, wd_mlp)}")

@@ -9,6 +9,8 @@ import pandas as pd
 import seaborn as sns
 
 from wdrank.plots.style import apply_theme, figure_size, integer_axis
+from wdrank.statistics import differences_from, mean_interval
+INTERVALS_NOTE = r"bars: 95% interval over seeds; *: differs from $\lambda=0$ (paired by seed, 95%)"
 
 PRODUCT_LABELS = {"QK": r"$W_Q W_K^\top$", "OV": r"$W_V W_O$"}
 
@@ -30,8 +32,49 @@ def weight_decay_axis(ax, values) -> None:
     ax.minorticks_off()
 
 
+def mean_with_intervals(ax, per_run: pd.DataFrame, axis: str, value: str, positions: dict | None = None,
+                        marker: str = "o") -> None:
+    """The mean of `value` over seeds at each `axis` value (one row per run), with its 95% t interval as bars, and a
+    '*' over each mean whose paired difference from the smallest `axis` value (seed by seed) has an interval that
+    excludes 0 (`wdrank.statistics`). `positions` maps axis values to x (categorical axes)."""
+    cells = per_run.groupby(axis)[value]
+    means = cells.mean()
+    intervals = np.array([mean_interval(values.to_numpy()) for _, values in cells]).T  # (2, cells): low, high
+    x = means.index.map(positions) if positions else means.index
+    bars = np.nan_to_num(np.abs(intervals - means.to_numpy()))
+    ax.errorbar(x, means, yerr=bars, color="black", marker=marker, markersize=3, linewidth=1, capsize=2, zorder=5)
+    differences = differences_from(per_run, value, axis, means.index.min())
+    resolved = differences.loc[(differences["ci_high"] < 0) | (differences["ci_low"] > 0), axis]
+    for level in resolved:  # a resolved difference has an interval, so its mean has one too
+        top = intervals[1, means.index.get_loc(level)]
+        ax.annotate("*", (positions[level] if positions else level, top), ha="center", va="bottom")
+
+
+def rank_and_score(per_run: pd.DataFrame, metric: str, score: str, score_label: str, score_limits: tuple | None,
+                   top: float, title: str) -> plt.Figure:
+    """Three panels against the attention weight decay: the mean QK and OV rank of each run (`per_run`: one row per
+    run with QK_<metric> and OV_<metric>, and `score`), then the score; dots are seeds, lines their mean with
+    intervals and paired comparisons (`mean_with_intervals`). `top`: the largest possible rank."""
+    apply_theme()
+    fig, axes = plt.subplots(1, 3, figsize=figure_size(0.36))
+    panels = [(f"QK_{metric}", PRODUCT_LABELS["QK"], metric_label(metric), (0, top * 1.04)),
+              (f"OV_{metric}", PRODUCT_LABELS["OV"], "", (0, top * 1.04)),
+              (score, score_label, score_label, score_limits)]
+    for ax, (column, panel_title, ylabel, limits) in zip(axes, panels, strict=True):
+        mean_with_intervals(ax, per_run, "wd_attn", column)
+        sns.scatterplot(data=per_run, x="wd_attn", y=column, color="tab:blue", alpha=0.6, s=8, ax=ax, legend=False,
+                        zorder=6)  # seeds over their mean
+        weight_decay_axis(ax, per_run["wd_attn"].unique())
+        if limits is not None:
+            ax.set_ylim(*limits)
+        ax.set(title=panel_title, xlabel=r"attention weight decay $\lambda$", ylabel=ylabel)
+    fig.suptitle(f"{title}\n{INTERVALS_NOTE}")
+    return fig
+
+
 def rank_per_head(spectra: pd.DataFrame, wd_column: str, metrics: list[str], title: str) -> plt.Figure:
-    """Rows = rank metrics, columns = QK / OV; per-head points (all seeds) and their mean against weight decay."""
+    """Rows = rank metrics, columns = QK / OV; per-head points (all seeds) and, against weight decay, the mean over
+    seeds of each run's mean over heads, with intervals and paired comparisons (`mean_with_intervals`)."""
     apply_theme()
     np.random.seed(0)  # seaborn's strip-plot jitter draws from NumPy's global RNG: fixed, the figure is reproducible
     fig, axes = plt.subplots(len(metrics), 2, figsize=figure_size(0.36 * len(metrics)), squeeze=False, sharex=True)
@@ -42,9 +85,10 @@ def rank_per_head(spectra: pd.DataFrame, wd_column: str, metrics: list[str], tit
             data = spectra[spectra["product"] == product]
             sns.stripplot(data=data, x=wd_column, y=metric, order=order, hue="head", palette="tab10", dodge=False,
                           jitter=0.25, alpha=0.7, size=2.5, ax=ax, legend=(row == 0 and col == 1))
-            sns.pointplot(data=data, x=wd_column, y=metric, order=order, color="black", errorbar=None,
-                          markers="D", markersize=3, linestyles="-", linewidth=1, ax=ax)
-            ax.set_ylim(bottom=0)
+            per_run = data.groupby([wd_column, "seed"], as_index=False)[metric].mean()
+            mean_with_intervals(ax, per_run, wd_column, metric, {v: i for i, v in enumerate(order)}, marker="D")
+            # no rank exceeds the head dimension: intervals of few seeds reaching past it are cut at the frame
+            ax.set_ylim(0, min(ax.get_ylim()[1], 1.08 * data["head_dim"].max()))
             if metric.startswith("rank_tol_"):
                 integer_axis(ax, "y")  # a numerical rank counts dimensions
             ax.set_title(PRODUCT_LABELS[product])
@@ -52,7 +96,7 @@ def rank_per_head(spectra: pd.DataFrame, wd_column: str, metrics: list[str], tit
             ax.set_ylabel(metric_label(metric))
     if axes[0, 1].get_legend():
         sns.move_legend(axes[0, 1], "upper right", title="head (mean: ◆)", fontsize="small", ncols=2)
-    fig.suptitle(title)
+    fig.suptitle(f"{title}\n{INTERVALS_NOTE}")
     return fig
 
 

@@ -7,9 +7,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from wdrank.plots.ranks import PRODUCT_LABELS, metric_label, weight_decay_axis
+from wdrank.plots.ranks import PRODUCT_LABELS, metric_label, rank_and_score
 from wdrank.plots.style import apply_theme, count, figure_size
-from wdrank.tables import run_means
+from wdrank.tables import run_ranks
 
 LAMBDA_LABEL = r"attention weight decay $\lambda$"
 
@@ -20,26 +20,12 @@ def _where(spectra: pd.DataFrame, runs: pd.DataFrame) -> str:
 
 
 def fig3_vit_rank(spectra: pd.DataFrame, runs: pd.DataFrame, metric: str) -> plt.Figure:
-    """Fig. 3 (right): QK and OV mean rank, and test accuracy, against λ; dots are seeds, lines their mean with
-    ± 1 std bars."""
-    apply_theme()
-    means = run_means(spectra, metric)
-    top = spectra["head_dim"].max()  # the largest possible rank
-    fig, axes = plt.subplots(1, 3, figsize=figure_size(0.36))
-    rank_label = metric_label(metric) + "\nmean over all heads and layers"
-    panels = [(means[means["product"] == "QK"], metric, PRODUCT_LABELS["QK"], rank_label, top),
-              (means[means["product"] == "OV"], metric, PRODUCT_LABELS["OV"], "", top),
-              (runs.assign(test_accuracy=100 * runs["test_accuracy"]), "test_accuracy", "test accuracy",
-               "test accuracy (%)", 100)]
-    for ax, (data, column, panel_title, ylabel, upper) in zip(axes, panels, strict=True):
-        sns.lineplot(data=data, x="wd_attn", y=column, errorbar="sd", err_style="bars", marker="o", color="black",
-                     ax=ax)
-        sns.scatterplot(data=data, x="wd_attn", y=column, color="tab:blue", alpha=0.5, s=10, ax=ax, legend=False)
-        weight_decay_axis(ax, data["wd_attn"].unique())
-        ax.set_ylim(0, upper * 1.04)
-        ax.set(title=panel_title, xlabel=LAMBDA_LABEL, ylabel=ylabel)
-    fig.suptitle(f"ViT, all heads and layers, {_where(spectra, runs)}")
-    return fig
+    """Fig. 3 (right): QK and OV mean rank over all heads and layers, and test accuracy, against λ
+    (`wdrank.plots.ranks.rank_and_score`)."""
+    per_run = run_ranks(spectra, metric).merge(runs[["wd_attn", "seed", "test_accuracy"]], on=["wd_attn", "seed"])
+    per_run["test_accuracy"] *= 100
+    return rank_and_score(per_run, metric, "test_accuracy", "test accuracy (%)", (0, 104), spectra["head_dim"].max(),
+                          f"ViT, all heads and layers, {_where(spectra, runs)}")
 
 
 def figA_vit_rank_heatmap(spectra: pd.DataFrame, runs: pd.DataFrame, metric: str) -> plt.Figure:
