@@ -1,10 +1,12 @@
-"""Fig. 1 against its closed forms: soft thresholding of singular values and e^{-2ηλ} balance decay."""
+"""Fig. 1 against its closed forms: soft thresholding of singular values, and the balance decay at gradient descent's
+exact per-step factors (and its gradient-flow limit e^{-2ηλ} at small η)."""
 
 import numpy as np
 import pytest
 
 from wdrank.experiments.factorized import (
     FactorizedRun,
+    balance_factors,
     fitted_balance_rate,
     objective,
     objective_gradients,
@@ -26,11 +28,19 @@ def default_run(section, lam, seed):
     )
 
 
-def test_final_singular_values_are_soft_thresholded_on_the_default_grid(default_config):
+@pytest.fixture(scope="module")
+def default_grid(default_config):
+    """The default Fig. 1 grid, simulated once for the tests below: {(λ, seed): table}."""
+    section = default_config["factorized"]
+    return {(lam, seed): simulate(default_run(section, lam, seed), (1e-2,))
+            for lam in section["lambdas"] for seed in section["seeds"]}
+
+
+def test_final_singular_values_are_soft_thresholded_on_the_default_grid(default_config, default_grid):
     """Every λ of the default grid: σ_i(ABᵀ) at the last step equals max(d_i − λ/2, 0) to 1e-3."""
     section = default_config["factorized"]
     for lam in section["lambdas"]:
-        table = simulate(default_run(section, lam, seed=section["seeds"][0]), (1e-2,))
+        table = default_grid[lam, section["seeds"][0]]
         final = table[table["step"] == table["step"].max()]
         np.testing.assert_allclose(
             final["singular_value"], predicted_singular_values(section["targets"], lam), atol=1e-3,
@@ -47,6 +57,31 @@ def test_balance_decays_at_two_eta_lambda_per_step(lam):
                         record_points=200, init_std=0.5)
     rate = fitted_balance_rate(simulate(run, (1e-2,)))
     assert rate == pytest.approx(rate_per_step_prediction(lam, lr), rel=0.05)
+
+
+def test_balance_decays_at_gradient_descents_exact_factors_on_the_default_grid(default_config, default_grid):
+    """Every λ > 0 and seed of the default grid, at the default η: the fitted per-step rate of ‖AᵀA − BᵀB‖ lies
+    within 1% of gradient descent's exact factors (`balance_factors`): of the one factor 1 − 2ηλ where no singular
+    value dies, inside the band of factors where some do; and always faster than the gradient flow's 2ηλ."""
+    section = default_config["factorized"]
+    for lam in section["lambdas"][1:]:
+        fastest, slowest = balance_factors(tuple(section["targets"]), lam, section["lr"])
+        for seed in section["seeds"]:
+            rate = fitted_balance_rate(default_grid[lam, seed])
+            where = f"lambda={lam}, seed={seed}"
+            assert -np.log(slowest) * 0.99 <= rate <= -np.log(fastest) * 1.01, where
+            if fastest == slowest:
+                assert rate == pytest.approx(-np.log(fastest), rel=0.01), where
+            assert rate > rate_per_step_prediction(lam, section["lr"]), where
+
+
+def test_exact_balance_factors_in_closed_form():
+    """1 − 2ηλ alone while every value survives; (1 − ηλ)² − 4η²d² for the smallest dying d as the slowest."""
+    assert balance_factors((0.2, 1.0), 0.2, 0.05) == (1 - 2 * 0.05 * 0.2,) * 2
+    fastest, slowest = balance_factors((0.2, 1.0), 1.0, 0.05)
+    assert fastest == pytest.approx(0.9) and slowest == pytest.approx(0.95**2 - 4 * 0.05**2 * 0.2**2)
+    fastest, slowest = balance_factors((0.2, 1.0), 2.5, 0.05)  # every value dies
+    assert fastest == pytest.approx(0.875**2 - 0.01) and slowest == pytest.approx(0.875**2 - 0.0004)
 
 
 def test_without_decay_the_balance_is_conserved_only_to_second_order():
@@ -99,7 +134,7 @@ def test_table_is_long_and_self_describing():
     run = FactorizedRun(targets=(0.2, 0.4, 0.6), lam=0.4, seed=0, lr=0.05, steps=100, record_points=5, init_std=0.5)
     table = simulate(run, (1e-2,))
     for column in ("lambda", "seed", "step", "time", "sv_index", "singular_value", "singular_value_predicted",
-                   "balance_discrepancy", "balance_discrepancy_predicted", "gap", "nuclear_norm", "frobenius_side"):
+                   "balance_discrepancy", "balance_discrepancy_fastest", "balance_discrepancy_slowest", "balance_discrepancy_flow", "gap", "nuclear_norm", "frobenius_side"):
         assert column in table.columns
     assert set(table["sv_index"]) == {1, 2, 3}
     assert len(table) == 3 * table["step"].nunique()

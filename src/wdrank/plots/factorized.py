@@ -8,6 +8,7 @@ import pandas as pd
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 
+from wdrank.experiments.factorized import balance_factors, fitted_balance_rate
 from wdrank.plots.style import apply_theme, count, figure_size, log_axis
 
 # Below this relative level the balance and gap are float64 rounding noise; panels stop there.
@@ -29,16 +30,55 @@ def _time_window(table: pd.DataFrame) -> float:
     return min(horizon, np.log(1 / NOISE_FLOOR) / (2 * positive.min()))
 
 
-def _decay_panel(ax, table, column, norm, cmap, ylabel, predicted_column=None) -> None:
+def _predicted_band(ax, table: pd.DataFrame, norm, cmap) -> None:
+    """Gradient descent's exact per-step balance factors from the measured start, per λ > 0: dashed where there is
+    one factor, a band between the fastest and the slowest where some singular values die."""
+    fastest = _per_step_median(table, "balance_discrepancy_fastest")
+    slowest = _per_step_median(table, "balance_discrepancy_slowest")
+    for (lam, low), (_, high) in zip(fastest.groupby("lambda"), slowest.groupby("lambda"), strict=True):
+        if lam > 0:
+            colour = cmap(norm(lam))
+            ax.fill_between(low["time"], low["value"], high["value"], color=colour, alpha=0.3, lw=0)
+            ax.plot(high["time"], high["value"], color=colour, lw=0.8, ls="--")
+
+
+def _rate_inset(ax, table: pd.DataFrame) -> None:
+    """Inset: the fitted balance decay rate of every run (dots) over the gradient-flow rate 2ηλ (dotted: 1), against
+    λ, with gradient descent's exact per-step factors (grey band; a line where there is one)."""
+    inset = ax.inset_axes([0.6, 0.5, 0.37, 0.36])  # above the slowest decay (λ = 0.1), below λ = 0's flat line
+    lr, targets = table["learning_rate"].iloc[0], _targets(table)
+    runs = table[table["lambda"] > 0].groupby(["lambda", "seed"])
+    fitted = pd.DataFrame([(lam, fitted_balance_rate(run) / (2 * lr * lam)) for (lam, _), run in runs],
+                          columns=["lambda", "ratio"])
+    grid = np.linspace(fitted["lambda"].min(), fitted["lambda"].max(), 200)
+    bounds = np.array([balance_factors(targets, lam, lr) for lam in grid])
+    inset.fill_between(grid, -np.log(bounds[:, 1]) / (2 * lr * grid), -np.log(bounds[:, 0]) / (2 * lr * grid),
+                       color="0.6", alpha=0.5, lw=0)
+    inset.axhline(1, color="0.3", ls=":", lw=1)
+    inset.plot(fitted["lambda"], fitted["ratio"], "k.", ms=2)
+    inset.set_ylabel(r"rate / $2\eta\lambda$", fontsize=5, labelpad=1)
+    inset.set_xlabel(r"$\lambda$", fontsize=5, labelpad=0)
+    inset.tick_params(labelsize=5, pad=1)
+    inset.set_ylim(bottom=0.99)  # the flow's 1 stays in view; no legend: too small, the caption says what is what
+
+
+def _targets(table: pd.DataFrame) -> tuple[float, ...]:
+    """D's diagonal: the soft-thresholded prediction max(d_i − λ/2, 0) at the smallest λ, plus λ/2 (where no value
+    has died yet)."""
+    first = table[table["lambda"] == table["lambda"].min()].drop_duplicates("sv_index")
+    if (first["singular_value_predicted"] <= 0).any():
+        raise ValueError(f"the smallest lambda, {first['lambda'].iloc[0]:g}, already zeroes a singular value: D cannot "
+                         "be read off the table; include lambda = 0")
+    return tuple(first["singular_value_predicted"] + first["lambda"] / 2)
+
+
+def _decay_panel(ax, table, column, norm, cmap, ylabel, predicted: bool = False) -> None:
     medians = _per_step_median(table, column)
     for lam, curve in medians.groupby("lambda"):
         ax.plot(curve["time"], curve["value"].clip(lower=NOISE_FLOOR), color=cmap(norm(lam)), lw=1.6)
-    if predicted_column is not None:
-        for lam, curve in _per_step_median(table, predicted_column).groupby("lambda"):
-            if lam > 0:
-                ax.plot(curve["time"], curve["value"], color=cmap(norm(lam)), lw=1.0, ls="--", alpha=0.8)
-        ax.plot([], [], color="0.3", ls="--", lw=1.0, label=r"$\|A^\top A-B^\top B\|(0)\,e^{-2\lambda t}$")
-        ax.legend(loc="upper right", fontsize="small")
+    if predicted:
+        _predicted_band(ax, table, norm, cmap)
+        _rate_inset(ax, table)
     log_axis(ax, "y", [NOISE_FLOOR, 10 * medians["value"].max()])
     ax.set_ylim(NOISE_FLOOR, 10 * medians["value"].max())
     ax.set_xlim(0, _time_window(table))
@@ -59,10 +99,11 @@ def _final_singular_values_panel(ax, table: pd.DataFrame) -> None:
                     color=colour, ms=5, label=rf"$\sigma_{index}$")
         top = per_index["predicted"].iloc[0] + per_index["lambda"].iloc[0] / 2  # d_i
         ax.plot(lambdas, np.maximum(top - lambdas / 2, 0), color=colour, lw=1.0, ls="--")
-    ax.plot([], [], color="0.3", ls="--", lw=1.0, label=r"$\max(d_i-\lambda/2,\,0)$")
+    ax.plot([], [], color="0.3", ls="--", lw=1.0, label=r"$(d_i-\lambda/2)_+$")
     ax.set_xlabel(r"$\lambda$")
     ax.set_ylabel(rf"singular values of $AB^\top$ at $t={final['time'].max():g}$")
-    ax.legend(loc="upper right", ncols=2)  # values fall with λ: the upper right is empty
+    # values fall with λ: the upper right is empty; a compact legend fits there
+    ax.legend(loc="upper right", fontsize=6, handlelength=1.2, labelspacing=0.25, borderaxespad=0.3)
 
 
 def _trajectory_panel(ax, table: pd.DataFrame, trajectory_lambda: float) -> None:
@@ -89,7 +130,7 @@ def plot_factorized(table: pd.DataFrame, trajectory_lambda: float) -> plt.Figure
     cmap = plt.get_cmap("viridis")
     _decay_panel(axes[0, 0], table, "gap", norm, cmap, r"gap $\frac{1}{2}(\|A\|^2+\|B\|^2)-\|AB^\top\|_*$")
     _decay_panel(axes[0, 1], table, "balance_discrepancy", norm, cmap, r"balance $\|A^\top A-B^\top B\|_F$",
-                 predicted_column="balance_discrepancy_predicted")
+                 predicted=True)
     fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes[0, :], label=r"$\lambda$", shrink=0.9)
     _final_singular_values_panel(axes[1, 0], table)
     _trajectory_panel(axes[1, 1], table, trajectory_lambda)
