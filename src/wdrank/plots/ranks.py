@@ -26,8 +26,10 @@ def weight_decay_axis(ax, values) -> None:
     values = sorted(values)
     if len(values) > 1 and values[0] == 0:
         ax.set_xscale("symlog", linthresh=values[1])
+        ax.set_xlim(-0.5 * values[1], 1.4 * values[-1])  # room for the markers at both ends
     elif len(values) > 1:
         ax.set_xscale("log")
+        ax.set_xlim(values[0] / 1.4, 1.4 * values[-1])
     ax.set_xticks(values, [f"{v:g}" for v in values])
     ax.minorticks_off()
 
@@ -45,9 +47,10 @@ def mean_with_intervals(ax, per_run: pd.DataFrame, axis: str, value: str, positi
     ax.errorbar(x, means, yerr=bars, color="black", marker=marker, markersize=3, linewidth=1, capsize=2, zorder=5)
     differences = differences_from(per_run, value, axis, means.index.min())
     resolved = differences.loc[(differences["ci_high"] < 0) | (differences["ci_low"] > 0), axis]
-    for level in resolved:  # a resolved difference has an interval, so its mean has one too
-        top = intervals[1, means.index.get_loc(level)]
-        ax.annotate("*", (positions[level] if positions else level, top), ha="center", va="bottom")
+    highest = np.fmax(intervals[1], cells.max().to_numpy())  # above its interval and its seeds
+    for level in resolved:
+        ax.annotate("*", (positions[level] if positions else level, highest[means.index.get_loc(level)]),
+                    ha="center", va="bottom")
 
 
 def rank_and_score(per_run: pd.DataFrame, metric: str, score: str, score_label: str, score_limits: tuple | None,
@@ -65,8 +68,8 @@ def rank_and_score(per_run: pd.DataFrame, metric: str, score: str, score_label: 
         sns.scatterplot(data=per_run, x="wd_attn", y=column, color="tab:blue", alpha=0.6, s=8, ax=ax, legend=False,
                         zorder=6)  # seeds over their mean
         weight_decay_axis(ax, per_run["wd_attn"].unique())
-        if limits is not None:
-            ax.set_ylim(*limits)
+        low, high = ax.get_ylim()
+        ax.set_ylim(*(limits or (low, high + 0.12 * (high - low))))  # headroom for the * over the last interval
         ax.set(title=panel_title, xlabel=r"attention weight decay $\lambda$", ylabel=ylabel)
     fig.suptitle(f"{title}\n{INTERVALS_NOTE}")
     return fig
