@@ -1,5 +1,6 @@
 """Rank of attention products against weight decay and training step (LM Fig. 3 left and appendix; reused by
-other experiments). Input: a head-spectra table with one row per (run, step, layer, head, product)."""
+other experiments), with 95% intervals over seeds and paired comparisons with λ = 0 where runs are compared. Input: a
+head-spectra table with one row per (run, step, layer, head, product)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import seaborn as sns
 
 from wdrank.plots.style import apply_theme, figure_size, integer_axis
 from wdrank.statistics import differences_from, mean_interval
+
 INTERVALS_NOTE = r"bars: 95% interval over seeds; *: differs from $\lambda=0$ (paired by seed, 95%)"
 
 PRODUCT_LABELS = {"QK": r"$W_Q W_K^\top$", "OV": r"$W_V W_O$"}
