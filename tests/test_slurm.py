@@ -74,8 +74,9 @@ def test_tiny_config_on_slurm_gives_the_tables_of_a_local_run(slurm_cluster, tin
     result = run_on_slurm(tmp_path, SLURM_TINY)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     # every job but the corpus download (a local rule) ran as a SLURM job: 2 Fig. 1 runs, their table and figure;
-    # LM data, 2 trainings, 2 spectra, the runs tables, Table 1 and 3 figures; the toy run, its spectra, tables, figure
-    assert len(finished_jobs(slurm_cluster)) - before == 4 + 10 + 4
+    # LM data, 2 trainings, 2 spectra, the runs tables, Table 1, the rank table and 4 figures; the toy run, its
+    # spectra, tables, figure
+    assert len(finished_jobs(slurm_cluster)) - before == 4 + 12 + 4
     toy = json.loads((tmp_path / "results/toy/runs/wd_attn~1.0/seed~0/summary.json").read_text())
     assert toy["session"]["threads"] == 2  # resources cpus_per_task 2 -> 2 CPUs on the node -> 2 threads
     for table in ("fig1_factorized_matrices.csv", "lm_runs.csv", "lm_head_spectra.csv",
