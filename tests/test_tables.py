@@ -38,6 +38,11 @@ def test_best_cell_marked_only_beyond_every_interval():
                                                          "λ_MLP = 0.1")
 
 
+def test_a_grid_of_one_cell_says_there_is_nothing_to_compare():
+    grid, verdict = perplexity_grid(RUNS[(RUNS["wd_attn"] == 0) & (RUNS["wd_mlp"] == 0.1)])
+    assert not grid["best"].any() and verdict == "One cell only (λ_SA = 0, λ_MLP = 0.1): nothing to compare it with."
+
+
 def test_written_tables(tmp_path):
     write_perplexity_tables(RUNS, tmp_path / "t1.csv", tmp_path / "t1.md", tmp_path / "t1.tex")
     assert len(pd.read_csv(tmp_path / "t1.csv")) == 4

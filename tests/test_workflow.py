@@ -408,5 +408,5 @@ def test_editing_the_code_of_a_figure_reruns_exactly_its_jobs(tmp_path):
                                                   "lm_rank_vs_step", "lm_rank_and_perplexity"}
     assert jobs_after_editing("plots/style.py") == FIGURE_RULES
     assert jobs_after_editing("tables.py") == {"table1_lm_perplexity", "table_lm_rank", "table_fig3_vit_rank",
-                                               "fig4_audit_summary", "fig3_vit_rank", "figA_vit_rank_heatmap"}
+                                               "fig4_audit_summary"}
     assert jobs_after_editing("train.py") == set()  # nothing: no figure or table runs training code

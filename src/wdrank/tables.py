@@ -8,31 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from wdrank.io import atomic_path
-from wdrank.statistics import beats_all, best_beyond_intervals, differences_from, mean_interval
-
-
-DIFFERENCE_COLUMNS = {"ci_low": "difference_ci_low", "ci_high": "difference_ci_high"}  # beside the mean's own
-
-
-def metric_summary(per_run: pd.DataFrame, metrics: list[str], axis: str = "wd_attn", by: list[str] | tuple = ()
-                   ) -> pd.DataFrame:
-    """Long table, one row per cell (`by` + `axis`) and metric: mean, std and seeds, the 95% t interval of the mean,
-    and the paired difference from the smallest `axis` value (λ = 0 in every sweep here), seed by seed, with its
-    interval, p-value and Holm-adjusted p-value (see `wdrank.statistics`)."""
-    by = list(by)
-    baseline = per_run[axis].min()
-    frames = []
-    for metric in metrics:
-        cells = per_run.groupby(by + [axis])[metric]
-        summary = cells.agg(mean="mean", std="std", n_seeds="count").reset_index()
-        intervals = cells.apply(lambda values: pd.Series(mean_interval(values.to_numpy()), index=["ci_low", "ci_high"]))
-        summary = summary.merge(intervals.unstack().reset_index(), on=by + [axis])
-        differences = differences_from(per_run, metric, axis, baseline, by).rename(columns=DIFFERENCE_COLUMNS)
-        summary = summary.merge(differences, on=by + [axis], how="left")
-        frames.append(summary.assign(metric=metric))
-    table = pd.concat(frames, ignore_index=True)
-    table["std"] = table["std"].fillna(0.0)  # one seed: no spread
-    return table[by + [axis, "metric"] + [c for c in table.columns if c not in [*by, axis, "metric"]]]
+from wdrank.statistics import beats_all, best_beyond_intervals, metric_summary, run_ranks
 
 
 def perplexity_grid(runs: pd.DataFrame) -> tuple[pd.DataFrame, str]:
@@ -44,7 +20,9 @@ def perplexity_grid(runs: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     cell = f"λ_SA = {best[0]:g}, λ_MLP = {best[1]:g}"
     is_best = beats_all(comparisons)
     grid["best"] = is_best & (grid["wd_attn"] == best[0]) & (grid["wd_mlp"] == best[1])
-    if is_best:
+    if comparisons.empty:
+        verdict = f"One cell only ({cell}): nothing to compare it with."
+    elif is_best:
         verdict = (f"Best cell (bold): {cell}, lower than each of the other {len(comparisons)} cells beyond its paired "
                    "95% interval.")
     else:
@@ -195,24 +173,6 @@ def audit_summary(table: pd.DataFrame, model: str) -> pd.DataFrame:
     ).reset_index()
     summary.insert(0, "model", model)
     return summary
-
-
-SWEEP_KEYS = ("wd_attn", "wd_mlp", "seed")
-
-
-def run_means(spectra: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """One row per (run, product): `metric` averaged over every head and layer at the final checkpoint."""
-    final = spectra[spectra["step"] == spectra["step"].max()]
-    keys = [key for key in SWEEP_KEYS if key in final.columns]
-    return final.groupby(keys + ["product"], as_index=False)[metric].mean()
-
-
-def run_ranks(spectra: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """One row per run, columns QK_<metric> and OV_<metric>: `run_means` side by side."""
-    means = run_means(spectra, metric)
-    keys = [key for key in SWEEP_KEYS if key in means.columns]
-    wide = means.pivot_table(index=keys, columns="product", values=metric).reset_index()
-    return wide.rename(columns={"QK": f"QK_{metric}", "OV": f"OV_{metric}"})
 
 
 def lm_rank_table(spectra: pd.DataFrame, metric: str) -> pd.DataFrame:

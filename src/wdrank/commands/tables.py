@@ -66,7 +66,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         for table, help_text in inputs.items():
             sub.add_argument(f"--{table}", required=True, help=help_text)
         sub.add_argument("--rank-metric", required=True, help="the rank column summarised, e.g. rank_tol_0.01")
-        sub.add_argument("--csv", required=True, help="one row per cell and metric (`wdrank.tables.metric_summary`)")
+        sub.add_argument("--csv", required=True, help="one row per cell and metric (`wdrank.statistics.metric_summary`)")
         sub.add_argument("--md", required=True, help="the same as a Markdown table")
 
     rank_summary("lm_rank", "language models: mean QK/OV rank per (λ_SA, λ_MLP), each λ_SA against λ_SA = 0, "

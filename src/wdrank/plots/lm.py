@@ -12,6 +12,7 @@ import pandas as pd
 
 from wdrank.plots.ranks import rank_all_layers, rank_and_score, rank_over_steps, rank_per_head
 from wdrank.plots.style import count
+from wdrank.statistics import run_ranks
 
 
 def _at_wd_mlp(spectra: pd.DataFrame, wd_mlp: float) -> pd.DataFrame:
@@ -56,8 +57,7 @@ def rank_and_perplexity(spectra: pd.DataFrame, runs: pd.DataFrame, wd_mlp: float
     """Table 1's finding at a glance: the mean QK and OV rank over all heads and layers of each run, and its test
     perplexity, against λ_SA at λ_MLP = `wd_mlp`, with intervals and paired comparisons with λ_SA = 0."""
     final = _final(_at_wd_mlp(spectra, wd_mlp))
-    ranks = final.groupby(["wd_attn", "seed", "product"])[rank_metric].mean().unstack("product")
-    per_run = (ranks.rename(columns=lambda product: f"{product}_{rank_metric}").reset_index()
-               .merge(runs[runs["wd_mlp"] == wd_mlp][["wd_attn", "seed", "test_perplexity"]], on=["wd_attn", "seed"]))
+    per_run = run_ranks(final, rank_metric).merge(runs[["wd_attn", "wd_mlp", "seed", "test_perplexity"]],
+                                                  on=["wd_attn", "wd_mlp", "seed"])
     return rank_and_score(per_run, rank_metric, "test_perplexity", "test perplexity", None, final["head_dim"].max(),
                           f"Language model, all heads and layers, {_where(final, wd_mlp)}")

@@ -10,7 +10,7 @@ import pandas as pd
 import seaborn as sns
 
 from wdrank.plots.style import apply_theme, figure_size, integer_axis
-from wdrank.statistics import differences_from, mean_interval
+from wdrank.statistics import metric_summary
 
 INTERVALS_NOTE = r"bars: 95% interval over seeds; *: differs from $\lambda=0$ (paired by seed, 95%)"
 
@@ -40,19 +40,16 @@ def mean_with_intervals(ax, per_run: pd.DataFrame, axis: str, value: str, positi
                         marker: str = "o") -> None:
     """The mean of `value` over seeds at each `axis` value (one row per run), with its 95% t interval as bars, and a
     '*' over each mean whose paired difference from the smallest `axis` value (seed by seed) has an interval that
-    excludes 0 (`wdrank.statistics`). `positions` maps axis values to x (categorical axes)."""
-    cells = per_run.groupby(axis)[value]
-    means = cells.mean()
-    intervals = np.array([mean_interval(values.to_numpy()) for _, values in cells]).T  # (2, cells): low, high
-    x = means.index.map(positions) if positions else means.index
-    bars = np.nan_to_num(np.abs(intervals - means.to_numpy()))
-    ax.errorbar(x, means, yerr=bars, color="black", marker=marker, markersize=3, linewidth=1, capsize=2, zorder=5)
-    differences = differences_from(per_run, value, axis, means.index.min())
-    resolved = differences.loc[(differences["ci_high"] < 0) | (differences["ci_low"] > 0), axis]
-    highest = np.fmax(intervals[1], cells.max().to_numpy())  # above its interval and its seeds
-    for level in resolved:
-        ax.annotate("*", (positions[level] if positions else level, highest[means.index.get_loc(level)]),
-                    ha="center", va="bottom")
+    excludes 0 (`wdrank.statistics.metric_summary`). `positions` maps axis values to x (categorical axes)."""
+    summary = metric_summary(per_run, [value], axis)
+    x = summary[axis].map(positions) if positions else summary[axis]
+    bars = np.nan_to_num(np.abs(summary[["ci_low", "ci_high"]].to_numpy().T - summary["mean"].to_numpy()))
+    ax.errorbar(x, summary["mean"], yerr=bars, color="black", marker=marker, markersize=3, linewidth=1, capsize=2,
+                zorder=5)
+    highest = np.fmax(summary["ci_high"], per_run.groupby(axis)[value].max().to_numpy())  # above interval and seeds
+    resolved = (summary["difference_ci_high"] < 0) | (summary["difference_ci_low"] > 0)
+    for x_value, top in zip(x[resolved], highest[resolved], strict=True):
+        ax.annotate("*", (x_value, top), ha="center", va="bottom")
 
 
 def rank_and_score(per_run: pd.DataFrame, metric: str, score: str, score_label: str, score_limits: tuple | None,

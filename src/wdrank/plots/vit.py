@@ -9,7 +9,7 @@ import seaborn as sns
 
 from wdrank.plots.ranks import PRODUCT_LABELS, metric_label, rank_and_score
 from wdrank.plots.style import apply_theme, count, figure_size
-from wdrank.tables import run_ranks
+from wdrank.statistics import run_ranks
 
 LAMBDA_LABEL = r"attention weight decay $\lambda$"
 
