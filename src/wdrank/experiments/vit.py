@@ -45,18 +45,20 @@ class ImageClassification:
         self.eval_batch_size = eval_batch_size
 
     def _normalise(self, images: torch.Tensor) -> torch.Tensor:
-        return (images.float() / 255 - self.mean) / self.std
+        """uint8 images to normalised floats, on the images' device."""
+        return (images.float() / 255 - self.mean.to(images.device)) / self.std.to(images.device)
 
     def batch(self, step: int, rows: slice) -> tuple[torch.Tensor, torch.Tensor]:
-        """Rows of the global batch of `step`; only these images are read from disk."""
+        """Rows of the global batch of `step`, as uint8 (a quarter of float32's bytes to move to a GPU; `loss`
+        normalises them there); only these images are read from disk."""
         order = np.sort(epoch_indices(len(self.train_labels), self.batch_size, self.seed, step))  # sorted: memmap
         draws = self.augmentation.draws(np.random.default_rng((self.seed, step, 1)), self.batch_size)
         images = draws[rows].apply(torch.from_numpy(np.array(self.train_images[order[rows]])))
-        return self._normalise(images), torch.from_numpy(self.train_labels[order[rows]])
+        return images, torch.from_numpy(self.train_labels[order[rows]])
 
     def loss(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         images, labels = batch
-        return F.cross_entropy(model(images), labels)
+        return F.cross_entropy(model(self._normalise(images)), labels)
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module) -> dict[str, float]:
