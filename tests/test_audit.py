@@ -1,14 +1,18 @@
-"""Pretrained-model audit: head splits of BERT and timm, the GGUF reader, lazy/sharded loading, pickle safety,
-and agreement with dense SVD on the packaged MiniLM."""
+"""Pretrained-model audit: timm files and folders, the GGUF reader, lazy/sharded loading, which files are read,
+pickle safety, hub ids offline, trajectories along training, one-line errors for every bad input, and agreement with
+dense SVD on the packaged MiniLM."""
 
 import json
+import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from wdrank import spectra
 from wdrank.audit import audit_model
+from wdrank.cli import main
 from wdrank.tables import audit_summary
 from wdrank.config import schema_default
 from wdrank.fetch import fetch_package
@@ -36,20 +40,6 @@ def factor_attention(x, factors, scale):
     m_ov = torch.from_numpy(ov.a @ ov.b.transpose(0, 2, 1))
     probs = (scale * torch.einsum("btd,hde,bse->bhts", x, m_qk, x)).softmax(-1)
     return torch.einsum("bhts,bsd,hde->bte", probs, x, m_ov)
-
-
-def test_bert_factors_reproduce_bert_attention():
-    from transformers import BertConfig, BertModel
-
-    config = BertConfig(vocab_size=30, hidden_size=24, num_hidden_layers=2, num_attention_heads=4,
-                        intermediate_size=32, attn_implementation="eager")
-    model = zero_biases_and_sharpen(BertModel(config).double().eval())
-    factors = [f for f in attention_factors(model.state_dict(), config.to_dict()) if f.layer == 1]
-    x = torch.randn(2, 5, 24, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-    attention = model.encoder.layer[1].attention
-    context = attention.self(x)[0]  # (B, T, d), before the output projection
-    expected = context @ attention.output.dense.weight.T
-    torch.testing.assert_close(factor_attention(x, factors, 6 ** -0.5), expected, rtol=1e-6, atol=1e-6)
 
 
 def test_timm_vit_factors_reproduce_timm_attention(tmp_path):
@@ -139,7 +129,7 @@ class NotATensor:
     pass
 
 
-def test_pickles_with_arbitrary_objects_are_refused(tmp_path):
+def test_plain_pickles_are_read_and_arbitrary_objects_refused(tmp_path):
     torch.save({"blocks.0.attn.qkv.weight": NotATensor()}, tmp_path / "evil.pth")
     with pytest.raises(ValueError, match="weights_only=True"):
         open_weights(tmp_path / "evil.pth")
@@ -148,21 +138,6 @@ def test_pickles_with_arbitrary_objects_are_refused(tmp_path):
              "blocks.0.attn.proj.weight": torch.randn(64, 64, generator=generator)}
     torch.save(plain, tmp_path / "plain.pth")
     assert len(audit_model(tmp_path / "plain.pth", (0.01,))) == 2  # one head of 64: QK and OV
-
-
-def test_unknown_formats_list_what_is_supported(tmp_path):
-    (tmp_path / "weights.safetensors").write_bytes(b"")
-    (tmp_path / "model.onnx").write_bytes(b"")
-    with pytest.raises(ValueError, match="unknown model format"):
-        open_weights(tmp_path / "model.onnx")
-    folder = tmp_path / "bart"
-    folder.mkdir()
-    (folder / "config.json").write_text(json.dumps({"model_type": "bart"}))
-    from safetensors.numpy import save_file
-
-    save_file({"x": np.zeros(1, dtype=np.float32)}, folder / "model.safetensors")
-    with pytest.raises(ValueError, match="supported: gpt2, llama, mistral, bert, timm_vit, toy"):
-        audit_model(folder, (0.01,))
 
 
 @pytest.fixture(scope="module")
@@ -180,3 +155,252 @@ def test_minilm_nuclear_norms_match_dense_svd(minilm):
     np.testing.assert_allclose(table["nuclear_norm"], np.concatenate(dense), rtol=1e-6)
     summary = audit_summary(table.assign(model="minilm"), "minilm").set_index("product")
     assert 0.8 < summary.loc["QK", "median_nuclear_to_frobenius"] <= 1.0
+
+
+# ----- what is read, and how -----
+
+def tiny_gpt2(folder, seed=0, n_layer=2):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(seed)
+    model = GPT2LMHeadModel(GPT2Config(n_layer=n_layer, n_embd=32, n_head=4, vocab_size=64, n_positions=16,
+                                       bos_token_id=0, eos_token_id=0))
+    model.save_pretrained(folder)
+    return model
+
+
+class CountingState(dict):
+    """A state dict that counts how often each tensor is read."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.reads = {}
+
+    def __getitem__(self, key):
+        self.reads[key] = self.reads.get(key, 0) + 1
+        return super().__getitem__(key)
+
+
+def test_each_tensor_is_read_once_and_only_attention_is_read():
+    model = tiny_gpt2_in_memory()
+    state = CountingState(model.state_dict())
+    audit_model(state, config=model.config)
+    assert set(state.reads) == {f"transformer.h.{layer}.attn.{name}.weight" for layer in range(2)
+                                for name in ("c_attn", "c_proj")}
+    assert set(state.reads.values()) == {1}
+
+
+def tiny_gpt2_in_memory():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    return GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=4, vocab_size=64, n_positions=16,
+                                      bos_token_id=0, eos_token_id=0))
+
+
+def test_only_weight_files_are_read_and_old_pickles_load(tmp_path):
+    """A Trainer folder: pytorch_model.bin beside training_args.bin (an arbitrary pickle, refused if it were read);
+    a legacy (pre-zip) pickle loads with weights_only=True, without mmap."""
+    model = tiny_gpt2_in_memory()
+    folder = tmp_path / "checkpoint-500"
+    folder.mkdir()
+    (folder / "config.json").write_text(model.config.to_json_string())
+    torch.save(model.state_dict(), folder / "pytorch_model.bin", _use_new_zipfile_serialization=False)
+    torch.save({"args": NotATensor()}, folder / "training_args.bin")
+    torch.save({"state": NotATensor()}, folder / "optimizer.pt")
+    model.save_pretrained(tmp_path / "safetensors")
+    np.testing.assert_allclose(audit_model(folder)["nuclear_norm"], audit_model(tmp_path / "safetensors")["nuclear_norm"],
+                               rtol=1e-12)
+
+
+def test_timm_folder_takes_its_heads_from_timm(tmp_path):
+    import timm
+    from timm.models._hub import save_for_hf
+
+    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, depth=2, num_classes=3)
+    save_for_hf(model, str(tmp_path / "vit"), safe_serialization=True)
+    config = json.loads((tmp_path / "vit" / "config.json").read_text())
+    assert "model_type" not in config and config["architecture"] == "vit_tiny_patch16_224"
+    table = audit_model(tmp_path / "vit")
+    assert len(table) == 2 * 3 * 2 and set(table["head_dim"]) == {64}  # ViT-Ti: 3 heads of 64
+
+
+# ----- hub ids, offline, from a locally built cache -----
+
+def hub_cache(root, revisions):
+    """A Hugging Face cache holding org/tiny at the given {revision: folder}: refs point at snapshot folders."""
+    repo = root / "models--org--tiny"
+    (repo / "refs").mkdir(parents=True)
+    for index, (revision, folder) in enumerate(revisions.items()):
+        commit = f"{index:040x}"
+        shutil.copytree(folder, repo / "snapshots" / commit)
+        (repo / "refs" / revision).write_text(commit)
+    return root
+
+
+def test_hub_ids_and_revisions_are_read_offline_from_the_cache(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for seed, name in enumerate(("main", "step100", "step200")):
+        tiny_gpt2(tmp_path / name, seed)
+    cache = hub_cache(tmp_path / "hub", {name: tmp_path / name for name in ("main", "step100", "step200")})
+    np.testing.assert_allclose(audit_model("org/tiny", hub_cache=cache)["nuclear_norm"],
+                               audit_model(tmp_path / "main")["nuclear_norm"], rtol=1e-12)
+    np.testing.assert_allclose(audit_model("org/tiny@step200", hub_cache=cache)["nuclear_norm"],
+                               audit_model(tmp_path / "step200")["nuclear_norm"], rtol=1e-12)
+
+    assert main(["audit", "org/tiny", "--revisions", "step200", "step100", "--hub-cache", str(cache), "--quiet",
+                 "--table", str(tmp_path / "trajectory.csv")]) == 0
+    table = pd.read_csv(tmp_path / "trajectory.csv")
+    assert set(table["model"]) == {"org/tiny"}
+    assert list(table.drop_duplicates("step")[["checkpoint", "step"]].itertuples(index=False, name=None)) == [
+        ("org/tiny@step100", 100), ("org/tiny@step200", 200)]  # in training order
+    snapshot = next((cache / "models--org--tiny" / "snapshots").iterdir())
+    assert main(["audit", str(snapshot), "--quiet", "--table", str(tmp_path / "one.csv")]) == 0
+    assert set(pd.read_csv(tmp_path / "one.csv")["model"]) == {"org/tiny"}  # the repo id, not the commit hash
+    capsys.readouterr()
+    assert "not in the hub cache" in cli_error(capsys, "org/other", "--hub-cache", str(cache))
+
+
+# ----- along training -----
+
+def test_a_folder_of_checkpoints_gives_a_trajectory_table_and_figure(tmp_path, capsys):
+    for step in (0, 100, 1000):
+        tiny_gpt2(tmp_path / "run" / f"step_{step:06d}", seed=step)
+    (tmp_path / "run" / "notes").mkdir()  # not a checkpoint: no config.json
+    outputs = {key: tmp_path / f"trajectory.{key}" for key in ("csv", "pdf", "png")}
+    assert main(["audit", str(tmp_path / "run"), "--checkpoints", "--quiet", "--table", str(outputs["csv"]),
+                 "--pdf", str(outputs["pdf"]), "--png", str(outputs["png"])]) == 0
+    table = pd.read_csv(outputs["csv"])
+    assert sorted(table["step"].unique()) == [0, 100, 1000] and set(table["model"]) == {"run"}
+    assert len(table) == 3 * 2 * 4 * 2  # checkpoints x layers x heads x products
+    assert outputs["png"].stat().st_size > 20_000
+    assert "step 1000 (step_001000)" in capsys.readouterr().out
+
+
+# ----- every bad input: exit status 1, one line naming the file and the fault -----
+
+def cli_error(capsys, *argv):
+    capsys.readouterr()  # what building the inputs printed
+    assert main(["audit", *argv, "--quiet"]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("wdrank audit: error: "), lines
+    return lines[0]
+
+
+def gpt2_folder(tmp_path):
+    tiny_gpt2(tmp_path / "gpt2")
+    return tmp_path / "gpt2"
+
+
+def edit_config(folder, **changes):
+    config = json.loads((folder / "config.json").read_text())
+    config.update(changes)
+    (folder / "config.json").write_text(json.dumps({k: v for k, v in config.items() if v is not None}))
+
+
+def timm_file(tmp_path, d=192):
+    from safetensors.numpy import save_file
+
+    save_file({"blocks.0.attn.qkv.weight": np.zeros((3 * d, d), np.float32),
+               "blocks.0.attn.proj.weight": np.zeros((d, d), np.float32)}, tmp_path / "vit.safetensors")
+    return tmp_path / "vit.safetensors"
+
+
+def truncated(path):
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+    return path
+
+
+def llama_folder_with_gpt2_weights(tmp_path):
+    folder = gpt2_folder(tmp_path)
+    from transformers import LlamaConfig
+
+    (folder / "config.json").write_text(LlamaConfig(hidden_size=32, num_attention_heads=4, num_hidden_layers=2,
+                                                    intermediate_size=40, vocab_size=64).to_json_string())
+    return [str(folder)]
+
+
+BAD_INPUTS = {
+    "truncated safetensors": (lambda t: [str(truncated(gpt2_folder(t) / "model.safetensors").parent)],
+                              "model.safetensors: not a readable safetensors file"),
+    "config without a head count": (lambda t: [str(edit_config_and_return(gpt2_folder(t), n_head=None))],
+                                    "the config has no head count (n_head)"),
+    "llama config, gpt2 weights": (llama_folder_with_gpt2_weights, "(they look like gpt2)"),
+    "text file named .gguf": (lambda t: [str(write(t / "model.gguf", b"not a model\n"))],
+                              "model.gguf: not a readable GGUF file"),
+    "truncated gguf": (lambda t: [str(truncated(tiny_gguf(t)))], "tiny.gguf: not a readable GGUF file"),
+    "malformed JSON": (lambda t: [str(write(gpt2_folder(t) / "config.json", b"{'n_head': 4").parent)],
+                       "config.json: malformed JSON"),
+    "--n-head 5 on d 192": (lambda t: [str(timm_file(t)), "--n-head", "5"], "5 heads do not divide d_model 192"),
+    "--n-head 0": (lambda t: [str(timm_file(t)), "--n-head", "0"], "--n-head must be a positive number"),
+    "--threads 0": (lambda t: [str(gpt2_folder(t)), "--threads", "0"], "--threads must be a positive number"),
+    "config without model_type": (lambda t: [str(edit_config_and_return(gpt2_folder(t), model_type=None))],
+                                  "config.json: has no model_type"),
+    "unsupported architecture": (lambda t: [str(edit_config_and_return(gpt2_folder(t), model_type="t5"))],
+                                 "architecture 't5' is not supported; supported: gpt2, llama"),
+    "no such path": (lambda t: [str(t / "missing")], "no model at"),
+    "folder without weights": (lambda t: [str(trainer_folder_without_weights(t))],
+                               "no weights found (model*.safetensors or pytorch_model*.bin"),
+    "index names a missing shard": (lambda t: [str(index_with_missing_shard(t))],
+                                    "model.safetensors.index.json: names 'model-00002-of-00002.safetensors'"),
+    "unknown format": (lambda t: [str(write(t / "model.onnx", b"onnx"))], "model.onnx: unknown model format"),
+    "pickle with arbitrary objects": (lambda t: [str(evil_pickle(t))], "weights_only=True"),
+}
+
+
+def edit_config_and_return(folder, **changes):
+    edit_config(folder, **changes)
+    return folder
+
+
+def write(path, data):
+    path.write_bytes(data)
+    return path
+
+
+def tiny_gguf(tmp_path):
+    import gguf
+
+    state, _ = llama_state()
+    writer = gguf.GGUFWriter(str(tmp_path / "tiny.gguf"), "llama")
+    writer.add_block_count(2)
+    writer.add_embedding_length(32)
+    writer.add_head_count(4)
+    writer.add_head_count_kv(2)
+    names = {"q_proj": "attn_q", "k_proj": "attn_k", "v_proj": "attn_v", "o_proj": "attn_output"}
+    for key, weight in state.items():
+        parts = key.split(".")
+        writer.add_tensor(f"blk.{parts[2]}.{names[parts[4]]}.weight", weight)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return tmp_path / "tiny.gguf"
+
+
+def trainer_folder_without_weights(tmp_path):
+    folder = gpt2_folder(tmp_path)
+    (folder / "model.safetensors").unlink()
+    torch.save({"args": 1}, folder / "training_args.bin")
+    return folder
+
+
+def index_with_missing_shard(tmp_path):
+    folder = gpt2_folder(tmp_path)
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {
+        "a": "model.safetensors", "b": "model-00002-of-00002.safetensors"}}))
+    return folder
+
+
+def evil_pickle(tmp_path):
+    torch.save({"blocks.0.attn.qkv.weight": NotATensor()}, tmp_path / "evil.pth")
+    return tmp_path / "evil.pth"
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_exits_1_with_one_line_naming_the_problem(case, tmp_path, capsys):
+    make, expected = BAD_INPUTS[case]
+    argv = make(tmp_path)
+    line = cli_error(capsys, *argv)
+    assert expected in line, line

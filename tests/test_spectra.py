@@ -132,3 +132,49 @@ def test_torch_qr_path_for_large_stacks_gives_the_same_statistics(monkeypatch):
     torch_path = spectra.summarize(a, b, (1e-2,))
     for name, value in numpy_path.items():
         np.testing.assert_allclose(torch_path[name], value, rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+def dense_statistics(a, b, thresholds):
+    """Every statistic from the formed d x d product and the factors themselves, in float64: the reference."""
+    sv = dense_reference(a, b)
+    frobenius = 0.5 * ((a**2).sum((-1, -2)) + (b**2).sum((-1, -2)))
+    gram_diff = np.swapaxes(a, -1, -2) @ a - np.swapaxes(b, -1, -2) @ b
+    return {"nuclear_norm": sv.sum(-1), "frobenius_side": frobenius, "gap": frobenius - sv.sum(-1),
+            "balance_discrepancy": np.sqrt((gram_diff**2).sum((-1, -2))), "spectral_norm": sv[..., 0],
+            "effective_rank": spectra.effective_rank(sv), "stable_rank": spectra.stable_rank(sv),
+            **{spectra.rank_column(t): spectra.numerical_rank(sv, t) for t in thresholds}}
+
+
+def factor_pair(kind, rng, heads=4, d=96, r=16):
+    if kind == "random":
+        return rng.standard_normal((2, heads, d, r))
+    if kind == "low-rank":  # rank 5 < r: singular Gram matrices (the eigendecomposition path)
+        return rng.standard_normal((2, heads, d, 5)) @ rng.standard_normal((5, r))
+    if kind == "zero":
+        return np.zeros((2, heads, d, r))
+    if kind == "ill-conditioned":  # singular values of each factor from 1 to 1e-6
+        u = np.linalg.qr(rng.standard_normal((2, heads, d, r)))[0]
+        return u * np.logspace(0, -6, r)
+    # badly scaled: one factor tiny, the other huge, the product O(1) (Gram matrices square the scale, so weights
+    # up to ~1e150 in magnitude are representable: any trained network's are far inside)
+    return rng.standard_normal((2, heads, d, r)) * np.array([1e-60, 1e60])[:, None, None, None]
+
+
+@pytest.mark.parametrize("kind", ["random", "low-rank", "zero", "ill-conditioned", "badly scaled"])
+def test_statistics_from_gram_matrices_match_the_dense_reference(kind):
+    """The audit's route (Gram matrices, Cholesky or eigendecomposition, the core's SVD): every statistic within
+    1e-9 relative of the dense float64 reference (relative to the Frobenius side where the reference is ~0: the gap
+    and balance of balanced or zero factors), rank columns exactly."""
+    a, b = factor_pair(kind, np.random.default_rng(3))
+    thresholds = (1e-2, 1e-3)
+    grams = [np.swapaxes(f, -1, -2) @ f for f in (a, b)]
+    ours = spectra.summarize_grams(*grams, thresholds)
+    reference = dense_statistics(a, b, thresholds)
+    scale = reference["frobenius_side"]
+    for name, expected in reference.items():
+        if name.startswith("rank_tol_"):
+            np.testing.assert_array_equal(ours[name], expected, err_msg=name)
+        elif name in ("gap", "balance_discrepancy"):
+            assert np.all(np.abs(ours[name] - expected) <= 1e-9 * scale), name
+        else:
+            np.testing.assert_allclose(ours[name], expected, rtol=1e-9, atol=0, err_msg=name)

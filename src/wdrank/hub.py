@@ -1,5 +1,5 @@
 """Hugging Face hub data in a cache the cluster shares: downloaded once on the submitting host, read offline
-everywhere else.
+everywhere else; and models by hub id for the audit (`model_snapshot`: config and weights only).
 
 The workflow's local rule `hub_download` calls `download` (the only step that reaches the hub); the data jobs,
 which a cluster places on compute nodes without network, call `go_offline` and then `local_copy`, which resolves the
@@ -10,6 +10,7 @@ is `hub_cache` in the config (default resources/hub; it must lie on a file syste
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 REPO_TYPES = ("dataset", "model")
@@ -68,3 +69,66 @@ def resolve(name: str, repo_type: str, revision: str | None, patterns: list[str]
     """A dataset or tokenizer setting as a local path: itself if it exists on disk, else its hub id's copy in the
     cache (`local_copy`)."""
     return Path(name) if is_local(name) else local_copy(name, repo_type, revision, patterns, cache_dir)
+
+
+# A model on the hub, as the audit takes it: org/name or org/name@revision (a branch, tag or commit).
+MODEL_ID = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)(?:@(?P<revision>[\w./-]+))?$")
+# What the audit downloads of a model repository: its config and weights, safetensors preferred over pickles.
+MODEL_FILES = (["config.json", "model*.safetensors", "model.safetensors.index.json"],
+               ["config.json", "pytorch_model*.bin", "pytorch_model.bin.index.json"])
+# A snapshot folder inside a hub cache: .../models--org--name/snapshots/<commit>
+CACHED_SNAPSHOT = re.compile(r"models--(?P<org>[^/]+?)--(?P<name>[^/]+)/snapshots/[0-9a-f]{40}/?$")
+
+
+def model_id(spec: str) -> tuple[str, str | None] | None:
+    """(repo id, revision or None) if `spec` is a hub model id and not a path on disk, else None."""
+    match = MODEL_ID.match(spec)
+    if match is None or Path(spec).exists():
+        return None
+    return match["repo"], match["revision"]
+
+
+def offline() -> bool:
+    """Whether the user asked for no hub access (HF_HUB_OFFLINE), read when called rather than at import."""
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
+def model_snapshot(repo_id: str, revision: str | None, cache_dir: str | Path | None = None) -> Path:
+    """The local folder of a hub model's config and weights (`MODEL_FILES`), downloaded into the hub cache
+    (`cache_dir`, default the user's Hugging Face cache) unless already there; offline (HF_HUB_OFFLINE=1), from the
+    cache alone.
+
+    Raises:
+        FileNotFoundError: the model (or revision) is not in the cache and the hub is offline or out of reach.
+        ValueError: the hub does not know the repository or revision.
+    """
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+
+    where = repo_id + (f"@{revision}" if revision else "")
+    for patterns in MODEL_FILES:
+        try:
+            snapshot = Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns,
+                                              cache_dir=str(cache_dir) if cache_dir else None,
+                                              local_files_only=offline()))
+        except LocalEntryNotFoundError as error:
+            raise FileNotFoundError(f"{where}: not in the hub cache {cache_dir or '(default)'} and the hub is "
+                                    f"{'offline (HF_HUB_OFFLINE)' if offline() else 'out of reach'}") from error
+        except (RepositoryNotFoundError, RevisionNotFoundError) as error:
+            raise ValueError(f"{where}: {str(error).splitlines()[0]}") from error
+        if any(snapshot.glob(patterns[1])):
+            return snapshot
+    weights = " or ".join(patterns[1] for patterns in MODEL_FILES)
+    raise FileNotFoundError(f"{where}: the hub copy in {snapshot} has no weights ({weights})")
+
+
+def model_name(spec: str | Path) -> str:
+    """A model's default name in tables: the hub id (with @revision) for a hub id or a snapshot inside a hub cache,
+    else the file or folder name."""
+    text = str(spec)
+    if model_id(text):
+        return text
+    match = CACHED_SNAPSHOT.search(Path(text).resolve().as_posix())
+    if match:
+        return f"{match['org']}/{match['name']}"
+    return Path(text).stem if Path(text).is_file() else Path(text).name

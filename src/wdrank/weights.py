@@ -1,10 +1,12 @@
 """Open a model's weights lazily, whatever the format, as a name → tensor mapping plus a config dict.
 
-Supported: a Hugging Face model directory (config.json + model.safetensors, sharded or not; or a
-pytorch_model.bin read with `torch.load(weights_only=True)`), a timm checkpoint (.safetensors, or .pth/.bin read
-with weights_only=True), and a llama.cpp GGUF file (tensors dequantised one at a time with the `gguf` package).
-Tensors are read only when asked for, so auditing a 7B model layer by layer needs little memory beyond the page
-cache. Untrusted pickles are never unpickled: `weights_only=True` refuses arbitrary objects.
+Supported: a Hugging Face model folder (config.json + model*.safetensors, sharded or not, or pytorch_model*.bin read
+with `torch.load(weights_only=True)`; index files name the shards), a timm folder written by `save_for_hf`
+(config.json with `architecture`), a timm checkpoint file (.safetensors, or .pth/.bin), and a llama.cpp GGUF file
+(tensors dequantised one at a time with the `gguf` package). Only weight files are read (a Trainer folder's
+optimizer.pt or training_args.bin is not). Tensors are read when asked for, so a 7B model is audited layer by layer
+in little memory beyond the page cache. Untrusted pickles are never unpickled: `weights_only=True` refuses arbitrary
+objects. Every unreadable input raises ValueError naming the file and what is wrong.
 """
 
 from __future__ import annotations
@@ -17,6 +19,16 @@ from typing import Any
 import numpy as np
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth")
+# The weight files of a Hugging Face folder, safetensors preferred; each with the index that names its shards.
+FOLDER_WEIGHTS = (("model*.safetensors", "model.safetensors.index.json"),
+                  ("pytorch_model*.bin", "pytorch_model.bin.index.json"))
+SUPPORTED = ("Hugging Face model folders, timm folders and .safetensors/.pth checkpoints, llama/mistral .gguf "
+             "files")
+
+
+def first_line(error: BaseException) -> str:
+    """The first non-empty line of a library's error message (some span a page), for a one-line report."""
+    return next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
 
 
 class LazySafetensors(Mapping):
@@ -28,18 +40,30 @@ class LazySafetensors(Mapping):
     def __init__(self, files: list[Path]):
         from safetensors import safe_open
 
-        self._files = {str(f): safe_open(str(f), framework="numpy") for f in files}
-        self._where = {key: name for name, handle in self._files.items() for key in handle.keys()}
+        self._files, self._where = {}, {}
+        for file in files:
+            try:
+                handle = safe_open(str(file), framework="numpy")
+            except Exception as error:  # SafetensorError: truncated, not safetensors at all
+                raise ValueError(f"{file}: not a readable safetensors file ({first_line(error)})") from error
+            self._files[str(file)] = handle
+            self._where.update(dict.fromkeys(handle.keys(), str(file)))
 
     def __getitem__(self, key: str):
         name = self._where[key]
         handle = self._files[name]
-        if handle.get_slice(key).get_dtype() == "BF16":
-            from safetensors import safe_open
+        try:
+            if handle.get_slice(key).get_dtype() == "BF16":
+                from safetensors import safe_open
 
-            with safe_open(name, framework="pt") as torch_handle:
-                return torch_handle.get_tensor(key)
-        return handle.get_tensor(key)
+                with safe_open(name, framework="pt") as torch_handle:
+                    return torch_handle.get_tensor(key)
+            return handle.get_tensor(key)
+        except Exception as error:
+            raise ValueError(f"{name}: tensor {key!r} is unreadable ({first_line(error)})") from error
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._where
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._where)
@@ -58,14 +82,19 @@ def _unpermute_rope_rows(weight: np.ndarray, n_head: int) -> np.ndarray:
 
 
 class GGUFLlama(Mapping):
-    """A llama-architecture GGUF file seen through Hugging Face LLaMA parameter names (attention weights only)."""
+    """A llama-architecture GGUF file seen through Hugging Face LLaMA parameter names (attention weights only);
+    each tensor is dequantised when read, once per read."""
 
     NAMES = {"q_proj": "attn_q", "k_proj": "attn_k", "v_proj": "attn_v", "o_proj": "attn_output"}
 
     def __init__(self, path: Path):
         import gguf
 
-        self._reader = gguf.GGUFReader(str(path))
+        self._path = path
+        try:
+            self._reader = gguf.GGUFReader(str(path))
+        except Exception as error:  # bad magic, truncated header or tensor data
+            raise ValueError(f"{path}: not a readable GGUF file ({first_line(error)})") from error
         self._tensors = {t.name: t for t in self._reader.tensors}
         architecture = self._field("general.architecture")
         if architecture not in ("llama", "mistral"):
@@ -78,12 +107,14 @@ class GGUFLlama(Mapping):
             "hidden_size": int(self._field(f"{architecture}.embedding_length")),
             "quantization": sorted({t.tensor_type.name for t in self._reader.tensors if t.name.startswith("blk.")}),
         }
-        self._keys = [f"model.layers.{layer}.self_attn.{name}.weight"
-                      for layer in range(self.config["num_hidden_layers"]) for name in self.NAMES]
+        self._keys = {f"model.layers.{layer}.self_attn.{name}.weight": f"blk.{layer}.{gguf_name}.weight"
+                      for layer in range(self.config["num_hidden_layers"]) for name, gguf_name in self.NAMES.items()}
 
     def _field(self, key: str) -> Any:
         import gguf
 
+        if key not in self._reader.fields:
+            raise ValueError(f"{self._path}: GGUF metadata has no {key!r}")
         field = self._reader.fields[key]
         value = field.parts[field.data[0]]
         return bytes(value).decode() if field.types[0] == gguf.GGUFValueType.STRING else value[0]
@@ -91,15 +122,22 @@ class GGUFLlama(Mapping):
     def __getitem__(self, key: str) -> np.ndarray:
         import gguf
 
-        parts = key.split(".")  # model.layers.<l>.self_attn.<name>.weight
-        name = self.NAMES[parts[4]]
-        tensor = self._tensors[f"blk.{parts[2]}.{name}.weight"]
-        weight = np.asarray(gguf.quants.dequantize(tensor.data, tensor.tensor_type), dtype=np.float64)  # HF layout
-        if name == "attn_q":
+        name = self._keys[key]
+        if name not in self._tensors:
+            raise ValueError(f"{self._path}: GGUF file has no tensor {name!r}")
+        tensor = self._tensors[name]
+        try:
+            weight = np.asarray(gguf.quants.dequantize(tensor.data, tensor.tensor_type), dtype=np.float32)
+        except Exception as error:
+            raise ValueError(f"{self._path}: tensor {name!r} cannot be dequantised ({first_line(error)})") from error
+        if name.endswith("attn_q.weight"):
             weight = _unpermute_rope_rows(weight, self.config["num_attention_heads"])
-        elif name == "attn_k":
+        elif name.endswith("attn_k.weight"):
             weight = _unpermute_rope_rows(weight, self.config["num_key_value_heads"])
         return weight
+
+    def __contains__(self, key: object) -> bool:  # without dequantising (Mapping's default reads the tensor)
+        return key in self._keys
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._keys)
@@ -109,47 +147,120 @@ class GGUFLlama(Mapping):
 
 
 def _load_pickle(path: Path) -> dict:
+    """A state dict from a torch pickle, tensors memory-mapped where the file allows (zip format), else read."""
     import torch
 
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as error:
+            if "mmap" not in str(error):
+                raise
+            state = torch.load(path, map_location="cpu", weights_only=True)  # legacy format: no mmap
     except Exception as error:
         raise ValueError(f"{path}: refused or unreadable with torch.load(weights_only=True) (untrusted pickles are "
-                         f"never unpickled; convert it to safetensors): {error}") from error
-    return state.get("state_dict", state.get("model", state)) if isinstance(state, dict) else state
+                         f"never unpickled; convert it to safetensors): {first_line(error)}") from error
+    state = state.get("state_dict", state.get("model", state)) if isinstance(state, dict) else state
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: holds a {type(state).__name__}, not a state dict of tensors")
+    return state
 
 
 def _timm_config(state: Mapping, n_head: int | None, path: Path) -> dict:
+    """A timm ViT checkpoint's config from its weights; the head count from `n_head` (timm files do not store it)."""
     if "blocks.0.attn.qkv.weight" not in state:
         raise ValueError(f"{path}: not a recognised checkpoint (no config.json, no timm 'blocks.0.attn.qkv.weight'); "
-                         f"supported: Hugging Face model folders (gpt2, llama, mistral, bert), timm ViT, GGUF llama")
+                         f"supported: {SUPPORTED}")
     d_model = state["blocks.0.attn.qkv.weight"].shape[1]
     n_layer = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("blocks.") and k.endswith(".attn.qkv.weight"))
-    # timm does not store the head count; ViTs use 64-dimensional heads (Ti/S/B/L), so that is the default
-    return {"model_type": "timm_vit", "n_head": n_head or d_model // 64, "n_layer": n_layer, "d_model": d_model}
+    n_head = n_head or d_model // 64  # ViTs use 64-dimensional heads (Ti/S/B/L), so that is the default
+    if d_model % n_head:
+        raise ValueError(f"{path}: {n_head} heads do not divide d_model {d_model} (--n-head)")
+    return {"model_type": "timm_vit", "n_head": n_head, "n_layer": n_layer, "d_model": d_model}
+
+
+def _timm_folder_config(config: dict, path: Path) -> dict:
+    """A timm folder (`save_for_hf`: config.json with `architecture`): layers and heads from timm's model
+    definition, built on the meta device (no memory, no weights)."""
+    import timm
+    import torch
+
+    try:
+        with torch.device("meta"):
+            model = timm.create_model(config["architecture"], pretrained=False, **config.get("model_args", {}))
+    except Exception as error:
+        raise ValueError(f"{path}: timm cannot build architecture {config['architecture']!r} ({error})") from error
+    blocks = getattr(model, "blocks", None)
+    if blocks is None or not hasattr(blocks[0], "attn") or not hasattr(blocks[0].attn, "qkv"):
+        raise ValueError(f"{path}: timm architecture {config['architecture']!r} is not a VisionTransformer with "
+                         f"fused qkv attention; supported: timm ViTs")
+    return {"model_type": "timm_vit", "n_head": blocks[0].attn.num_heads, "n_layer": len(blocks),
+            "d_model": blocks[0].attn.qkv.in_features, "architecture": config["architecture"]}
+
+
+def read_config(path: Path) -> dict:
+    """The folder's config.json as a dict, or ValueError naming the file and the fault."""
+    file = path / "config.json"
+    if not file.exists():
+        raise ValueError(f"{path}: a model folder needs a config.json (Hugging Face or timm layout)")
+    try:
+        config = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{file}: malformed JSON ({error})") from error
+    if not isinstance(config, dict):
+        raise ValueError(f"{file}: holds a JSON {type(config).__name__}, not an object")
+    return config
+
+
+def weight_files(path: Path) -> list[Path]:
+    """The weight files of a model folder: those its index names, else model*.safetensors, else
+    pytorch_model*.bin. Nothing else in the folder is read."""
+    for pattern, index_name in FOLDER_WEIGHTS:
+        index = path / index_name
+        if index.exists():
+            try:
+                shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            except (json.JSONDecodeError, KeyError, AttributeError, TypeError) as error:
+                raise ValueError(f"{index}: not a weight index (JSON with a weight_map): {error}") from error
+            missing = [shard for shard in shards if not (path / shard).exists()]
+            if missing:
+                raise ValueError(f"{index}: names {missing[0]!r}, which is not in {path}")
+            return [path / shard for shard in shards]
+        files = sorted(path.glob(pattern))
+        if files:
+            return files
+    raise ValueError(f"{path}: no weights found (model*.safetensors or pytorch_model*.bin, with their index files)")
+
+
+def files_read(path: str | Path) -> list[Path]:
+    """The files `open_weights` reads of a model: a folder's config.json and weight files, or the file itself."""
+    path = Path(path)
+    return [path / "config.json", *weight_files(path)] if path.is_dir() else [path]
 
 
 def open_weights(path: str | Path, n_head: int | None = None) -> tuple[Mapping, dict]:
     """(name → tensor mapping, config dict with `model_type`) of a model folder or checkpoint file.
 
     Args:
-        n_head: heads per layer for formats that do not store it (timm); ignored otherwise.
+        n_head: heads per layer for formats that do not store it (timm files); ignored otherwise.
     """
     path = Path(path)
+    if n_head is not None and n_head < 1:
+        raise ValueError(f"--n-head must be a positive number of heads, got {n_head}")
     if not path.exists():
-        raise FileNotFoundError(f"no model at {path}")
+        raise FileNotFoundError(f"no model at {path} (a folder, a checkpoint file, or a hub id org/name[@revision])")
     if path.is_dir():
-        config_file = path / "config.json"
-        if not config_file.exists():
-            raise ValueError(f"{path}: a model folder needs a config.json (Hugging Face layout)")
-        config = json.loads(config_file.read_text())
-        shards = sorted(path.glob("*.safetensors"))
-        if shards:
-            return LazySafetensors(shards), config
-        pickles = sorted(p for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
-        if not pickles:
-            raise ValueError(f"{path}: no *.safetensors or pytorch_model.bin weights found")
-        state = {k: v for p in pickles for k, v in _load_pickle(p).items()}
+        config = read_config(path)
+        files = weight_files(path)
+        if files[0].suffix == ".safetensors":
+            state: Mapping = LazySafetensors(files)
+        else:
+            state = {k: v for file in files for k, v in _load_pickle(file).items()}
+        if "model_type" not in config:
+            if "architecture" in config:
+                return state, _timm_folder_config(config, path)
+            raise ValueError(f"{path / 'config.json'}: has no model_type (nor timm's architecture); "
+                             f"supported: {SUPPORTED}")
         return state, config
     if path.suffix == ".gguf":
         state = GGUFLlama(path)

@@ -46,6 +46,7 @@ if config["from_cache"]:
     ruleorder: restore_cached_table > collect_runs
     ruleorder: restore_cached_table > scalar_pair
     ruleorder: restore_cached_table > audit_model
+    ruleorder: restore_cached_table > audit_trajectory
 
 else:
 

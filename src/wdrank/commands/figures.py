@@ -99,6 +99,13 @@ def _fig4_audit(args: argparse.Namespace) -> None:
     _save(plot_audit(table, table["model"].iloc[0], args.note), args)
 
 
+def _audit_trajectory(args: argparse.Namespace) -> None:
+    from wdrank.plots.audit import plot_trajectory
+
+    table = _read(args.table)
+    _save(plot_trajectory(table, table["model"].iloc[0], args.note), args)
+
+
 def register(commands: argparse._SubParsersAction) -> None:
     parser, figures = add_group(commands, "figure", COMMANDS["figure"], "FIGURE")
 
@@ -167,5 +174,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     sub = figure("fig4_audit", "Fig. 4 of one model: Frobenius side vs nuclear norm, ratio and rank per layer",
                  _fig4_audit, table="audit_<model>.csv")
     sub.add_argument("--note", default="", help="a line added under the title (e.g. quantisation)")
+    figure_arguments(sub)
+
+    sub = figure("audit_trajectory", "an audit along training: ratio, balance and rank per layer against the step",
+                 _audit_trajectory, table="audit_trajectory_<model>.csv")
+    sub.add_argument("--note", default="", help="a line added under the title")
     figure_arguments(sub)
     describe_group(parser, figures)

@@ -1,4 +1,5 @@
-"""Fig. 4: Frobenius side against nuclear norm per head (with y = x), the ratio per layer, the rank per layer."""
+"""Fig. 4: Frobenius side against nuclear norm per head (with y = x), the ratio per layer, the rank per layer; and the
+same per-layer summaries along training (`plot_trajectory`)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,17 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.ticker import MaxNLocator, NullLocator
 
 from wdrank.plots.ranks import PRODUCT_LABELS, metric_label
 from wdrank.plots.style import apply_theme, figure_size, integer_axis, log_axis
+from wdrank.trajectory import checkpoint_step, trajectory_summary
+
+TRAJECTORY_PANELS = (  # column, title, y scale (medians and means over the heads of a layer)
+    ("median_nuclear_to_frobenius", "nuclear / Frobenius side", "linear"),
+    ("median_balance_relative", "balance / Frobenius side", "log"),
+    ("mean_effective_rank_fraction", "effective rank / $r$", "linear"),
+)
 
 
 def plot_audit(table: pd.DataFrame, model: str, note: str = "") -> plt.Figure:
@@ -66,3 +75,55 @@ def _thin_ticks(ax, most: int) -> None:
     step = max(1, len(labels) // most)
     for index, label in enumerate(labels):
         label.set_visible(index % step == 0)
+
+
+def plot_trajectory(table: pd.DataFrame, model: str, note: str = "") -> plt.Figure:
+    """Rows QK and OV; columns the median nuclear/Frobenius ratio, the median relative balance and the mean effective
+    rank per layer (one line per layer, coloured by depth) against the training step of each checkpoint."""
+    apply_theme()
+    summary = trajectory_summary(table)
+    steps = np.sort(summary["step"].unique())
+    stated = table.drop_duplicates("checkpoint")["checkpoint"].map(checkpoint_step)
+    by_step = stated.notna().all() and stated.nunique() == len(stated)  # else `with_steps` numbered them in order
+    fig, axes = plt.subplots(2, 3, figsize=figure_size(0.6), sharex=True, squeeze=False)
+    layers = sorted(summary["layer"].unique())
+    colours = plt.get_cmap("viridis", len(layers))
+    for row, product in enumerate(("QK", "OV")):
+        rows = summary[summary["product"] == product]
+        for column, (metric, title, scale) in enumerate(TRAJECTORY_PANELS):
+            ax = axes[row, column]
+            for index, layer in enumerate(layers):
+                line = rows[rows["layer"] == layer]
+                ax.plot(line["step"], line[metric], color=colours(index), marker="o", markersize=2.5, lw=1)
+            if scale == "log" and (rows[metric] > 0).all():
+                log_axis(ax, "y", rows[metric])
+            if column == 0:
+                ax.axhline(1, color="black", lw=1, ls="--")
+                ax.set_ylabel(PRODUCT_LABELS[product], fontsize="large")
+            if column == 2:
+                ax.set_ylim(0, 1.05)
+            ax.set_title(f"({'abcdef'[3 * row + column]}) {title}", loc="left")
+    for ax in axes[1]:
+        _steps_axis(ax, steps)
+        ax.set_xlabel("training step" if by_step else "checkpoint (in the order given)")
+    colourbar = fig.colorbar(plt.cm.ScalarMappable(cmap=colours, norm=plt.Normalize(-0.5, len(layers) - 0.5)),
+                             ax=axes, shrink=0.6, pad=0.02, ticks=MaxNLocator(nbins=6, integer=True))
+    colourbar.set_label("layer")
+    fig.suptitle(f"{model} along training: {len(steps)} checkpoints, {len(layers)} layers"
+                 + (f"\n{textwrap.fill(note, 80)}" if note else ""))
+    return fig
+
+
+def _steps_axis(ax: plt.Axes, steps: np.ndarray) -> None:
+    """Steps spanning decades (checkpoints are usually saved log-spaced) on a scale linear up to the first positive
+    step and logarithmic above it, ticks at 0 and powers of ten; few steps or a narrow range on a linear axis."""
+    first = float(steps[steps > 0].min()) if (steps > 0).any() else np.inf
+    if not np.isfinite(first) or steps.max() < 20 * first:
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=3, integer=True))
+        return
+    ax.set_xscale("symlog", linthresh=first, linscale=0.5)
+    ax.set_xlim(left=0)
+    powers = np.arange(np.ceil(np.log10(first)), np.floor(np.log10(steps.max())) + 1)
+    powers = powers[::int(np.ceil(len(powers) / 4))]
+    ax.set_xticks([0, *10.0 ** powers], ["0", *[f"$10^{{{int(p)}}}$" for p in powers]])
+    ax.xaxis.set_minor_locator(NullLocator())
