@@ -72,3 +72,20 @@ def test_a_missing_hub_copy_is_one_line_naming_the_cache(tmp_path):
         "the workflow's rule hub_download on a host with network (it runs on the submitting host), or set "
         "hub_cache to the folder that holds it"]
     assert not (tmp_path / "data" / "manifest.json").exists()
+
+
+def test_hub_download_of_an_audited_model_takes_config_and_weights_only(tmp_path):
+    """`hub-download --repo-type weights` (the workflow's step for audit.models entries with a hub id): safetensors
+    when the repository has them, else pytorch_model*.bin; offline, from the cache."""
+    cache = tmp_path / "hub"
+    snapshot = hub_repo(cache, "model", "org/pickled", {"config.json": "{}", "pytorch_model.bin": "weights",
+                                                        "training_args.bin": "not weights"})
+    result = wdrank("hub-download", "--repo-id", "org/pickled", "--repo-type", "weights", "--cache-dir", str(cache),
+                    offline=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(snapshot)
+    result = wdrank("hub-download", "--repo-id", "org/absent", "--repo-type", "weights", "--cache-dir", str(cache),
+                    offline=True)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"wdrank hub-download: error: org/absent: not in the hub cache {cache} and the hub is offline (HF_HUB_OFFLINE)"]

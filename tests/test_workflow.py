@@ -13,6 +13,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from conftest import REPO, TINY, TINY_FIGURES, TINY_PROVENANCE, TINY_TABLES, job_counts, snakemake
@@ -133,6 +134,45 @@ def test_tiny_audit_of_a_packaged_model(tiny_run):
     summary = pd.read_csv(tiny_run / "results/tables/fig4_audit_summary.csv")
     assert list(summary["model"]) == ["all-MiniLM-L6-v2"] * 2
     assert (tiny_run / "results/figures/fig4_audit_all-MiniLM-L6-v2.png").stat().st_size > 20_000
+
+
+@pytest.mark.e2e
+def test_audit_along_training_is_a_workflow_target(tmp_path):
+    """An audit.models entry with checkpoints: true gives the trajectory table (with its provenance) and figure."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    for step in (0, 10, 100):
+        torch.manual_seed(step)
+        GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=16, n_head=2, vocab_size=32, n_positions=8, bos_token_id=0,
+                                   eos_token_id=0)).save_pretrained(tmp_path / "run" / f"step_{step:06d}")
+    config = {section: {"enabled": False} for section in ("factorized", "language_model", "vision_transformer",
+                                                           "toy_transformer", "scalar_pair")}
+    config["audit"] = {"packaged": [], "models": [{"name": "tiny-run", "path": str(tmp_path / "run"),
+                                                   "checkpoints": True}]}
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    result = snakemake(workdir, config=config)
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = pd.read_csv(workdir / "results/tables/audit_trajectory_tiny-run.csv")
+    assert sorted(table["step"].unique()) == [0, 10, 100] and len(table) == 3 * 2 * 2 * 2
+    provenance = pd.read_csv(workdir / "results/tables/audit_trajectory_tiny-run_provenance.csv")
+    assert list(provenance["checkpoint"]) == ["step_000000", "step_000010", "step_000100"]
+    assert (workdir / "results/figures/audit_trajectory_tiny-run.png").stat().st_size > 20_000
+
+
+def test_hub_models_are_downloaded_by_the_local_rule_and_audited_offline(tmp_path):
+    config = {section: {"enabled": False} for section in ("factorized", "language_model", "vision_transformer",
+                                                           "toy_transformer", "scalar_pair")}
+    config["audit"] = {"packaged": [], "models": [
+        {"name": "pythia", "hub": "EleutherAI/pythia-70m", "revisions": ["step1000", "step2000"]},
+        {"name": "qwen", "hub": "Qwen/Qwen2.5-0.5B"}]}
+    result = snakemake(tmp_path, "-n", "-p", config=config)
+    assert result.returncode == 0, result.stderr[-3000:]
+    counts = job_counts(result.stdout)
+    assert (counts["hub_download"], counts["audit_trajectory"], counts["audit_model"]) == (3, 1, 1), counts
+    assert "--repo-type weights" in result.stdout and "--revision step2000" in result.stdout
+    assert "HF_HUB_OFFLINE=1 python -m wdrank audit EleutherAI/pythia-70m --name pythia" in result.stdout
+    assert "--revisions step1000 step2000" in result.stdout
 
 
 @pytest.mark.e2e

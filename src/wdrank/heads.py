@@ -61,12 +61,11 @@ class HeadFactor:
 
 
 def _float64(part: Any) -> np.ndarray:
-    """A block of a stored tensor as a C-contiguous float64 array; half precision goes through torch, whose
-    conversion is several times NumPy's."""
-    if hasattr(part, "detach"):  # torch tensor (bf16 included)
-        return np.ascontiguousarray(part.detach().to(dtype=_torch().float64).numpy())
-    if part.dtype == np.float16:
-        return np.ascontiguousarray(_torch().from_numpy(np.ascontiguousarray(part)).double().numpy())
+    """A block of a stored tensor as a C-contiguous float64 array. Torch tensors (bfloat16 included) go through
+    float32, exact for every narrower float; NumPy converts float16 several times faster than torch."""
+    if hasattr(part, "detach"):
+        part = part.detach()
+        part = part.numpy() if part.dtype == _torch().float64 else part.to(_torch().float32).numpy()
     return np.ascontiguousarray(part, dtype=np.float64)
 
 

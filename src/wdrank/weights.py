@@ -31,45 +31,69 @@ def first_line(error: BaseException) -> str:
     return next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
 
 
-class LazySafetensors(Mapping):
-    """Tensors of one or several .safetensors files, each read from disk (memory-mapped) when accessed.
+# safetensors dtypes as NumPy reads them (BF16: its 16 bits, widened to float32 when read)
+SAFETENSORS_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": np.uint16, "I64": np.int64,
+                      "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}
 
-    As NumPy arrays, so that reading a float32/float16 checkpoint never imports torch (a second of start-up per
-    spectra job); bfloat16, which NumPy lacks, is read through torch."""
+
+class LazySafetensors(Mapping):
+    """Tensors of one or several .safetensors files as read-only NumPy views of the memory-mapped files: reading a
+    tensor copies nothing (its pages come from the page cache as they are touched), so memory stays bounded by what
+    the reader converts, not by the model. bfloat16, which NumPy lacks, is widened to float32 (exactly) when read.
+    The header is checked against the file's size, so a truncated file fails when opened, naming itself."""
 
     def __init__(self, files: list[Path]):
-        from safetensors import safe_open
-
-        self._files, self._where = {}, {}
+        self._tensors: dict[str, tuple[Path, str, tuple[int, ...], int]] = {}
+        self._maps: dict[Path, np.memmap] = {}
         for file in files:
-            try:
-                handle = safe_open(str(file), framework="numpy")
-            except Exception as error:  # SafetensorError: truncated, not safetensors at all
-                raise ValueError(f"{file}: not a readable safetensors file ({first_line(error)})") from error
-            self._files[str(file)] = handle
-            self._where.update(dict.fromkeys(handle.keys(), str(file)))
+            header, data_start = _safetensors_header(file)
+            for key, entry in header.items():
+                self._tensors[key] = (file, entry["dtype"], tuple(entry["shape"]), data_start + entry["data_offsets"][0])
 
-    def __getitem__(self, key: str):
-        name = self._where[key]
-        handle = self._files[name]
-        try:
-            if handle.get_slice(key).get_dtype() == "BF16":
-                from safetensors import safe_open
-
-                with safe_open(name, framework="pt") as torch_handle:
-                    return torch_handle.get_tensor(key)
-            return handle.get_tensor(key)
-        except Exception as error:
-            raise ValueError(f"{name}: tensor {key!r} is unreadable ({first_line(error)})") from error
+    def __getitem__(self, key: str) -> np.ndarray:
+        file, dtype, shape, offset = self._tensors[key]
+        if dtype not in SAFETENSORS_DTYPES:
+            raise ValueError(f"{file}: tensor {key!r} has dtype {dtype}, which the audit does not read")
+        if file not in self._maps:
+            self._maps[file] = np.memmap(file, dtype=np.uint8, mode="r")
+        count = int(np.prod(shape, dtype=np.int64))
+        array = np.frombuffer(self._maps[file], dtype=SAFETENSORS_DTYPES[dtype], count=count, offset=offset)
+        if dtype == "BF16":
+            array = (array.astype(np.uint32) << 16).view(np.float32)
+        return array.reshape(shape)
 
     def __contains__(self, key: object) -> bool:
-        return key in self._where
+        return key in self._tensors
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._where)
+        return iter(self._tensors)
 
     def __len__(self) -> int:
-        return len(self._where)
+        return len(self._tensors)
+
+
+def _safetensors_header(file: Path) -> tuple[dict, int]:
+    """(tensor name → dtype, shape, data_offsets; where the data begins) of a .safetensors file, checked: the header
+    parses and every tensor lies inside the file."""
+    size = file.stat().st_size
+    with open(file, "rb") as handle:
+        prefix = handle.read(8)
+        length = int.from_bytes(prefix, "little") if len(prefix) == 8 else -1
+        if not 0 < length <= size - 8:
+            raise ValueError(f"{file}: not a readable safetensors file (header length {length}, file size {size})")
+        try:
+            header = json.loads(handle.read(length))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"{file}: not a readable safetensors file (header: {first_line(error)})") from error
+    header.pop("__metadata__", None)
+    try:
+        end = max((entry["data_offsets"][1] for entry in header.values()), default=0)
+    except (KeyError, TypeError, IndexError) as error:
+        raise ValueError(f"{file}: not a readable safetensors file (malformed header)") from error
+    if 8 + length + end > size:
+        raise ValueError(f"{file}: not a readable safetensors file (truncated: its tensors need "
+                         f"{8 + length + end} bytes, the file has {size})")
+    return header, 8 + length
 
 
 def _unpermute_rope_rows(weight: np.ndarray, n_head: int) -> np.ndarray:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from wdrank.commands import add_command, figure_arguments, rank_thresholds_argument, torch_threads
+from wdrank.commands import add_command, figure_arguments, rank_thresholds_argument
 
 COMMANDS = {"audit": "Fig. 4: per-head L2-vs-nuclear audit of a model (folder, file, GGUF or hub id), or of its "
                      "checkpoints along training"}
@@ -36,7 +36,6 @@ def _audit(args: argparse.Namespace) -> None:
 
     if (args.pdf is None) != (args.png is None):
         raise ValueError("give both --pdf and --png for the figure, or neither")
-    torch_threads()
     models = _models(args)
     trajectory = len(models) > 1
     name = args.name or model_name(args.model[0] if args.checkpoints or args.revisions else models[0])

@@ -119,7 +119,10 @@ def _steps_axis(ax: plt.Axes, steps: np.ndarray) -> None:
     step and logarithmic above it, ticks at 0 and powers of ten; few steps or a narrow range on a linear axis."""
     first = float(steps[steps > 0].min()) if (steps > 0).any() else np.inf
     if not np.isfinite(first) or steps.max() < 20 * first:
-        ax.xaxis.set_major_locator(MaxNLocator(nbins=3, integer=True))
+        if len(steps) <= 5:
+            ax.set_xticks(steps)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=3, integer=True))
         return
     ax.set_xscale("symlog", linthresh=first, linscale=0.5)
     ax.set_xlim(left=0)
