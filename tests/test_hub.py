@@ -88,4 +88,5 @@ def test_hub_download_of_an_audited_model_takes_config_and_weights_only(tmp_path
                     offline=True)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        f"wdrank hub-download: error: org/absent: not in the hub cache {cache} and the hub is offline (HF_HUB_OFFLINE)"]
+        f"wdrank hub-download: error: org/absent: not in the hub cache {cache} and the hub is offline (HF_HUB_OFFLINE) "
+        "(nor a local path)"]

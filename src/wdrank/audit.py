@@ -114,7 +114,7 @@ def factor_spectra_table(factors: Iterator[LayerFactors], rank_thresholds: tuple
 
     threads = default_threads() if threads is None else threads
     if threads < 1:
-        raise ValueError(f"--threads must be a positive number of threads, got {threads}")
+        raise ValueError(f"threads (--threads) must be a positive number, got {threads}")
     layers = (list(group) for _, group in itertools.groupby(factors, key=lambda f: f.layer))
     frames: list[pd.DataFrame] = []
     with threadpool_limits(limits=1), ThreadPoolExecutor(threads) as pool, tqdm(

@@ -103,12 +103,17 @@ class Attention:
 
     anchor: str  # the name of a layer-0 weight, after the model's prefix ("model.", "bert.", ...): finds the prefix
     names: tuple[str, ...]  # weight names per layer ({layer} filled in), read once each
-    split: Callable[..., tuple[HeadFactor, HeadFactor, HeadFactor, HeadFactor]]  # (tensors, shape) -> Q, K, V, O
+    # (tensors, n_head, n_kv, config, names) -> the Q, K, V, O factors
+    split: Callable[..., tuple[HeadFactor, HeadFactor, HeadFactor, HeadFactor]]
     layers: tuple[str, ...]  # config keys of the layer count, first present wins
     heads: tuple[str, ...]  # config keys of the (query) head count
     kv_heads: Callable[[Mapping, int], int] = lambda config, n_head: (
         config.get("num_key_value_heads") or n_head)
-    note: str = ""  # how heads are split, for the README's table
+
+
+def _no_kv_groups(config: Mapping, n_head: int) -> int:
+    """Architectures with one key/value head per query head."""
+    return n_head
 
 
 def _rows(weight, starts, size) -> HeadFactor:
@@ -119,13 +124,14 @@ def _cols(weight, starts, size) -> HeadFactor:
     return HeadFactor(weight, False, np.asarray(starts), size)
 
 
-def _head_dim(rows: int, per: int, what: str, config: Mapping) -> int:
-    """r from a tensor's row count holding `per` head blocks; checked against the config's head_dim if it has one."""
+def _head_dim(rows: int, per: int, what: str, config: Mapping, axis: str = "rows") -> int:
+    """r from the rows (or columns) of a tensor holding `per` head blocks; checked against the config's head_dim if
+    it has one (Gemma's differs from d / heads)."""
     if rows % per:
-        raise WeightsMismatch(f"{what} has {rows} rows, which do not split into {per} head blocks")
+        raise WeightsMismatch(f"{what} has {rows} {axis}, which do not split into {per} head blocks")
     size = rows // per
     if config.get("head_dim") not in (None, size):
-        raise WeightsMismatch(f"{what} has {rows} rows: head_dim {size}, but the config says head_dim "
+        raise WeightsMismatch(f"{what} has {rows} {axis}: head_dim {size}, but the config says head_dim "
                               f"{config['head_dim']}")
     return size
 
@@ -184,7 +190,7 @@ def _conv1d(tensors, n_head, n_kv, config, names) -> tuple[HeadFactor, ...]:
     if qkv.shape[1] % 3:
         raise WeightsMismatch(f"{names[0]} has {qkv.shape[1]} columns, not three equal blocks Q, K, V")
     inner = qkv.shape[1] // 3
-    size = _head_dim(inner, n_head, names[0], config)
+    size = _head_dim(inner, n_head, names[0], config, axis="columns per block")
     _expect(o, (inner, qkv.shape[0]), names[1])
     heads = np.arange(n_head) * size
     return (_cols(qkv, heads, size), _cols(qkv, inner + heads, size), _cols(qkv, 2 * inner + heads, size),
@@ -200,46 +206,36 @@ def _expect(tensor, shape: tuple[int, ...], name: str) -> None:
 LLAMA = Attention(
     "layers.0.self_attn.q_proj.weight",
     tuple(f"layers.{{layer}}.self_attn.{p}_proj.weight" for p in "qkvo"), _separate,
-    ("num_hidden_layers",), ("num_attention_heads",),
-    note="separate q/k/v/o_proj; grouped KV heads; head_dim from the weights (Gemma: 256 ≠ d / heads)")
+    ("num_hidden_layers",), ("num_attention_heads",))
 BERT = Attention(
     "encoder.layer.0.attention.self.query.weight",
     tuple(f"encoder.layer.{{layer}}.attention.{p}.weight"
           for p in ("self.query", "self.key", "self.value", "output.dense")), _separate,
-    ("num_hidden_layers",), ("num_attention_heads",), kv_heads=lambda config, n_head: n_head,
-    note="separate query/key/value and attention.output.dense")
+    ("num_hidden_layers",), ("num_attention_heads",), kv_heads=_no_kv_groups)
 ARCHITECTURES: dict[str, Attention] = {
     "gpt2": Attention("h.0.attn.c_attn.weight", ("h.{layer}.attn.c_attn.weight", "h.{layer}.attn.c_proj.weight"),
-                      _conv1d, ("n_layer",), ("n_head",), kv_heads=lambda config, n_head: n_head,
-                      note="Conv1D c_attn, columns [Q | K | V]; c_proj rows per head"),
+                      _conv1d, ("n_layer",), ("n_head",), kv_heads=_no_kv_groups),
+    # Qwen3, Gemma 3 and OLMo 2 add a QK norm between the projections and the scores (see the README)
     **dict.fromkeys(("llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "olmo",
                      "olmo2"), LLAMA),
     **dict.fromkeys(("bert", "roberta", "xlm-roberta"), BERT),
     "phi3": Attention("layers.0.self_attn.qkv_proj.weight",
                       ("layers.{layer}.self_attn.qkv_proj.weight", "layers.{layer}.self_attn.o_proj.weight"),
-                      _fused_rows, ("num_hidden_layers",), ("num_attention_heads",),
-                      note="fused qkv_proj, rows [Q; K; V]; grouped KV heads"),
+                      _fused_rows, ("num_hidden_layers",), ("num_attention_heads",)),
     "gpt_neox": Attention("layers.0.attention.query_key_value.weight",
                           ("layers.{layer}.attention.query_key_value.weight", "layers.{layer}.attention.dense.weight"),
                           _grouped_rows, ("num_hidden_layers",), ("num_attention_heads",),
-                          kv_heads=lambda config, n_head: n_head,
-                          note="fused query_key_value, rows interleaved per head [q, k, v]"),
+                          kv_heads=_no_kv_groups),
     "falcon": Attention("h.0.self_attention.query_key_value.weight",
                         ("h.{layer}.self_attention.query_key_value.weight", "h.{layer}.self_attention.dense.weight"),
                         _falcon_split, ("num_hidden_layers", "n_layer"), ("num_attention_heads", "n_head"),
-                        kv_heads=_falcon_kv_heads,
-                        note="fused query_key_value: multi-query rows [Q; k; v] (Falcon-7B), groups [q…, k, v] "
-                             "(40B/180B), [q, k, v] per head otherwise"),
+                        kv_heads=_falcon_kv_heads),
     "timm_vit": Attention("blocks.0.attn.qkv.weight", ("blocks.{layer}.attn.qkv.weight",
                                                        "blocks.{layer}.attn.proj.weight"),
-                          _fused_rows, ("n_layer",), ("n_head",), kv_heads=lambda config, n_head: n_head,
-                          note="fused qkv, rows [Q; K; V]; heads from the config, or timm's model definition"),
+                          _fused_rows, ("n_layer",), ("n_head",), kv_heads=_no_kv_groups),
     "toy": Attention("layers.0.attn.qkv", ("layers.{layer}.attn.qkv", "layers.{layer}.attn.out"), _conv1d,
-                     ("n_layer",), ("n_head",), kv_heads=lambda config, n_head: n_head,
-                     note="GPT-2's layout without biases"),
+                     ("n_layer",), ("n_head",), kv_heads=_no_kv_groups),
 }
-# LLaMA's relatives whose attention adds a norm between the projections and the scores (see the README)
-QK_NORM = ("qwen3", "gemma3_text", "olmo2")
 
 
 def _config_int(config: Mapping, keys: tuple[str, ...], what: str) -> int:

@@ -113,7 +113,8 @@ def model_snapshot(repo_id: str, revision: str | None, cache_dir: str | Path | N
                                               local_files_only=offline()))
         except LocalEntryNotFoundError as error:
             raise FileNotFoundError(f"{where}: not in the hub cache {cache_dir or '(default)'} and the hub is "
-                                    f"{'offline (HF_HUB_OFFLINE)' if offline() else 'out of reach'}") from error
+                                    f"{'offline (HF_HUB_OFFLINE)' if offline() else 'out of reach'} (nor a local "
+                                    "path)") from error
         except (RepositoryNotFoundError, RevisionNotFoundError) as error:
             raise ValueError(f"{where}: {str(error).splitlines()[0]}") from error
         if any(snapshot.glob(patterns[1])):

@@ -270,7 +270,7 @@ def open_weights(path: str | Path, n_head: int | None = None) -> tuple[Mapping, 
     """
     path = Path(path)
     if n_head is not None and n_head < 1:
-        raise ValueError(f"--n-head must be a positive number of heads, got {n_head}")
+        raise ValueError(f"n_head (--n-head) must be a positive number of heads, got {n_head}")
     if not path.exists():
         raise FileNotFoundError(f"no model at {path} (a folder, a checkpoint file, or a hub id org/name[@revision])")
     if path.is_dir():

@@ -36,11 +36,15 @@ def _audit(args: argparse.Namespace) -> None:
 
     if (args.pdf is None) != (args.png is None):
         raise ValueError("give both --pdf and --png for the figure, or neither")
+    for option, value in (("--n-head", args.n_head), ("--threads", args.threads)):
+        if value is not None and value < 1:  # before any download
+            raise ValueError(f"{option} must be a positive number, got {value}")
     models = _models(args)
     trajectory = len(models) > 1
     name = args.name or model_name(args.model[0] if args.checkpoints or args.revisions else models[0])
-    tables, paths = [], [local_model(model, args.hub_cache) for model in models]
+    paths = [local_model(model, args.hub_cache) for model in models]
     labels = [model_name(model) if model_id(model) else Path(model).name for model in models]
+    tables = []
     for path, label in zip(paths, labels, strict=True):
         table = audit_model(path, tuple(args.rank_thresholds), args.n_head, threads=args.threads,
                             progress=not args.quiet)
@@ -58,26 +62,24 @@ def _audit(args: argparse.Namespace) -> None:
         write_csv(table, args.table)
     if args.provenance_out is not None:
         from wdrank import provenance
-
         from wdrank.weights import files_read
 
         runs = [{"model": name, **({"checkpoint": label} if trajectory else {})} for label in labels]
         records = [provenance.record(files_read(path)) for path in paths]
         provenance.write_table(provenance.provenance_table(runs, records), args.provenance_out, name)
     if args.pdf is not None:
-        from wdrank.plots.style import save_figure, set_width
-
-        set_width(args.width)
-        if trajectory:
-            from wdrank.plots.audit import plot_trajectory
-
-            figure = plot_trajectory(table, name, args.note)
-        else:
-            from wdrank.plots.audit import plot_audit
-
-            figure = plot_audit(table, name, args.note)
-        save_figure(figure, args.pdf, args.png)
+        _write_figure(table, name, trajectory, args)
     _print_summary(table, name, trajectory)
+
+
+def _write_figure(table, name: str, trajectory: bool, args: argparse.Namespace) -> None:
+    """Fig. 4 of one model, or the trajectory figure of several checkpoints."""
+    from wdrank.plots.audit import plot_audit, plot_trajectory
+    from wdrank.plots.style import save_figure, set_width
+
+    set_width(args.width)
+    figure = (plot_trajectory if trajectory else plot_audit)(table, name, args.note)
+    save_figure(figure, args.pdf, args.png)
 
 
 def _print_summary(table, name: str, trajectory: bool) -> None:
