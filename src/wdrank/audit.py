@@ -25,10 +25,7 @@ import pandas as pd
 
 from wdrank.heads import LayerFactors, attention_factors
 
-DEFAULT_RANK_THRESHOLDS = (0.01, 0.001)
-
-
-def audit_model(model: Any, rank_thresholds: Iterable[float] = DEFAULT_RANK_THRESHOLDS, n_head: int | None = None,
+def audit_model(model: Any, rank_thresholds: Iterable[float] | None = None, n_head: int | None = None,
                 config: Mapping | Any | None = None, hub_cache: str | Path | None = None, threads: int | None = None,
                 progress: bool = False) -> pd.DataFrame:
     """The per-head table of a model: one row per (layer, head, product) with every `wdrank.spectra` statistic and
@@ -38,11 +35,17 @@ def audit_model(model: Any, rank_thresholds: Iterable[float] = DEFAULT_RANK_THRE
         model: a folder or checkpoint file (see `wdrank.weights.open_weights`), a hub id `org/name[@revision]`
             (downloaded into `hub_cache`, or read from it offline), a `torch.nn.Module` (transformers or timm), or a
             state dict (name → tensor) with its `config`.
+        rank_thresholds: relative thresholds of the numerical rank columns (default: the config's
+            spectra.rank_thresholds).
         n_head: heads per layer, for timm checkpoint files (which do not store it).
         config: a state dict's config: a dict with `model_type` or a transformers config.
         threads: layers computed at once (default: the CPUs this process may use, or OMP_NUM_THREADS).
         progress: a progress bar over layers on stderr.
     """
+    if rank_thresholds is None:
+        from wdrank.config import schema_default
+
+        rank_thresholds = schema_default("spectra", "rank_thresholds")
     state, model_config = model_weights(model, n_head, config, hub_cache)
     try:
         return factor_spectra_table(attention_factors(state, model_config), tuple(rank_thresholds), threads,

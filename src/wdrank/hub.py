@@ -100,10 +100,10 @@ def model_snapshot(repo_id: str, revision: str | None, cache_dir: str | Path | N
 
     Raises:
         FileNotFoundError: the model (or revision) is not in the cache and the hub is offline or out of reach.
-        ValueError: the hub does not know the repository or revision.
+        ValueError: the hub refuses: an unknown or gated repository, an unknown revision.
     """
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
     where = repo_id + (f"@{revision}" if revision else "")
     for patterns in MODEL_FILES:
@@ -115,7 +115,7 @@ def model_snapshot(repo_id: str, revision: str | None, cache_dir: str | Path | N
             raise FileNotFoundError(f"{where}: not in the hub cache {cache_dir or '(default)'} and the hub is "
                                     f"{'offline (HF_HUB_OFFLINE)' if offline() else 'out of reach'} (nor a local "
                                     "path)") from error
-        except (RepositoryNotFoundError, RevisionNotFoundError) as error:
+        except HfHubHTTPError as error:  # unknown or gated repository, unknown revision, refused token
             raise ValueError(f"{where}: {str(error).splitlines()[0]}") from error
         if any(snapshot.glob(patterns[1])):
             return snapshot
