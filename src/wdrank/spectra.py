@@ -21,7 +21,8 @@ from numpy.typing import ArrayLike, DTypeLike
 # jobs), and takes weights from any framework (np.asarray of a CPU torch tensor shares its memory).
 
 # Factor stacks at least this large go through torch's QR (MKL in the x86 wheels: 2.7x NumPy's on a 32 x 4096 x 128
-# stack here, benchmarks/audit_speed.py); smaller ones stay in NumPy so that short jobs never import torch.
+# stack, measured on the development machine); smaller ones stay in NumPy so that short jobs never import torch.
+# (The audit of stored models takes the Gram route, `summarize_grams`, instead.)
 TORCH_QR_MIN_ELEMENTS = 1 << 22
 
 
