@@ -80,28 +80,35 @@ def llama_cpp_permute(weight, n_head):
     return weight.reshape(n_head, 2, rows // n_head // 2, cols).swapaxes(1, 2).reshape(rows, cols)
 
 
-def test_gguf_llama_round_trip_undoes_the_rope_permutation(tmp_path):
+def tiny_gguf(tmp_path):
+    """`llama_state()` written as llama.cpp's converter writes it (Q/K rows permuted) to tiny.gguf."""
     import gguf
 
-    state, config = llama_state()
+    from wdrank.weights import GGUFLlama
+
+    state, _ = llama_state()
     writer = gguf.GGUFWriter(str(tmp_path / "tiny.gguf"), "llama")
     writer.add_block_count(2)
     writer.add_embedding_length(32)
     writer.add_head_count(4)
     writer.add_head_count_kv(2)
-    names = {"q_proj": "attn_q", "k_proj": "attn_k", "v_proj": "attn_v", "o_proj": "attn_output"}
     for key, weight in state.items():
         parts = key.split(".")
         if parts[4] == "q_proj":
             weight = llama_cpp_permute(weight, 4)
         elif parts[4] == "k_proj":
             weight = llama_cpp_permute(weight, 2)
-        writer.add_tensor(f"blk.{parts[2]}.{names[parts[4]]}.weight", weight)
+        writer.add_tensor(f"blk.{parts[2]}.{GGUFLlama.NAMES[parts[4]]}.weight", weight)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
+    return tmp_path / "tiny.gguf"
 
+
+def test_gguf_llama_round_trip_undoes_the_rope_permutation(tmp_path):
+    state, config = llama_state()
+    tiny_gguf(tmp_path)
     gguf_state, gguf_config = open_weights(tmp_path / "tiny.gguf")
     assert gguf_config["num_key_value_heads"] == 2 and gguf_config["num_hidden_layers"] == 2
     for key, weight in state.items():
@@ -159,12 +166,9 @@ def test_minilm_nuclear_norms_match_dense_svd(minilm):
 
 # ----- what is read, and how -----
 
-def tiny_gpt2(folder, seed=0, n_layer=2):
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(seed)
-    model = GPT2LMHeadModel(GPT2Config(n_layer=n_layer, n_embd=32, n_head=4, vocab_size=64, n_positions=16,
-                                       bos_token_id=0, eos_token_id=0))
+def tiny_gpt2(folder, seed=0):
+    """`tiny_gpt2_in_memory(seed)`, saved to `folder`."""
+    model = tiny_gpt2_in_memory(seed)
     model.save_pretrained(folder)
     return model
 
@@ -190,10 +194,10 @@ def test_each_tensor_is_read_once_and_only_attention_is_read():
     assert set(state.reads.values()) == {1}
 
 
-def tiny_gpt2_in_memory():
+def tiny_gpt2_in_memory(seed=0):
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     return GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=4, vocab_size=64, n_positions=16,
                                       bos_token_id=0, eos_token_id=0))
 
@@ -357,26 +361,6 @@ def edit_config_and_return(folder, **changes):
 def write(path, data):
     path.write_bytes(data)
     return path
-
-
-def tiny_gguf(tmp_path):
-    import gguf
-
-    state, _ = llama_state()
-    writer = gguf.GGUFWriter(str(tmp_path / "tiny.gguf"), "llama")
-    writer.add_block_count(2)
-    writer.add_embedding_length(32)
-    writer.add_head_count(4)
-    writer.add_head_count_kv(2)
-    names = {"q_proj": "attn_q", "k_proj": "attn_k", "v_proj": "attn_v", "o_proj": "attn_output"}
-    for key, weight in state.items():
-        parts = key.split(".")
-        writer.add_tensor(f"blk.{parts[2]}.{names[parts[4]]}.weight", weight)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return tmp_path / "tiny.gguf"
 
 
 def trainer_folder_without_weights(tmp_path):

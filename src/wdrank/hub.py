@@ -105,6 +105,8 @@ def model_snapshot(repo_id: str, revision: str | None, cache_dir: str | Path | N
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
+    from wdrank.weights import first_line
+
     where = repo_id + (f"@{revision}" if revision else "")
     for patterns in MODEL_FILES:
         try:
@@ -116,7 +118,7 @@ def model_snapshot(repo_id: str, revision: str | None, cache_dir: str | Path | N
                                     f"{'offline (HF_HUB_OFFLINE)' if offline() else 'out of reach'} (nor a local "
                                     "path)") from error
         except HfHubHTTPError as error:  # unknown or gated repository, unknown revision, refused token
-            raise ValueError(f"{where}: {str(error).splitlines()[0]}") from error
+            raise ValueError(f"{where}: {first_line(error)}") from error
         if any(snapshot.glob(patterns[1])):
             return snapshot
     weights = " or ".join(patterns[1] for patterns in MODEL_FILES)

@@ -35,14 +35,17 @@ def checkpoint_folders(folder: str | Path) -> list[Path]:
                                             child.name))
 
 
+def stated_steps(labels: list[str]) -> list[int] | None:
+    """The steps that checkpoints' names state, if every name states one and no two the same; else None (the
+    checkpoints are then numbered in the order given)."""
+    steps = [checkpoint_step(label) for label in labels]
+    return steps if None not in steps and len(set(steps)) == len(steps) else None
+
+
 def with_steps(tables: list[pd.DataFrame]) -> pd.DataFrame:
     """One table of several checkpoints' per-head tables (each with a `checkpoint` column), with a `step` column:
-    the step each checkpoint's name states, or, if any states none, its position in the order given; in step
-    order."""
-    labels = [table["checkpoint"].iloc[0] for table in tables]
-    steps = [checkpoint_step(label) for label in labels]
-    if any(step is None for step in steps) or len(set(steps)) < len(steps):
-        steps = list(range(len(tables)))
+    `stated_steps`, or each checkpoint's position in the order given; in step order."""
+    steps = stated_steps([table["checkpoint"].iloc[0] for table in tables]) or list(range(len(tables)))
     combined = [table.assign(step=step) for table, step in zip(tables, steps, strict=True)]
     table = pd.concat(combined, ignore_index=True).sort_values("step", kind="stable", ignore_index=True)
     return table[["model", "checkpoint", "step", *[c for c in table.columns if c not in ("model", "checkpoint",
@@ -51,12 +54,9 @@ def with_steps(tables: list[pd.DataFrame]) -> pd.DataFrame:
 
 def trajectory_summary(table: pd.DataFrame) -> pd.DataFrame:
     """Per step, layer and product: the median nuclear/Frobenius ratio and relative balance over heads, and the mean
-    effective rank and numerical rank (first rank column) as fractions of the head dimension."""
-    rank_column = next(c for c in table.columns if c.startswith("rank_tol_"))
-    fractions = table.assign(effective_rank_fraction=table["effective_rank"] / table["head_dim"],
-                             rank_fraction=table[rank_column] / table["head_dim"])
+    effective rank as a fraction of the head dimension (what the trajectory figure draws)."""
+    fractions = table.assign(effective_rank_fraction=table["effective_rank"] / table["head_dim"])
     return (fractions.groupby(["step", "checkpoint", "layer", "product"], as_index=False, sort=True)
             .agg(median_nuclear_to_frobenius=("nuclear_to_frobenius", "median"),
                  median_balance_relative=("balance_relative", "median"),
-                 mean_effective_rank_fraction=("effective_rank_fraction", "mean"),
-                 mean_rank_fraction=("rank_fraction", "mean")))
+                 mean_effective_rank_fraction=("effective_rank_fraction", "mean")))

@@ -175,24 +175,24 @@ def hub_downloads():
             }
     if config["audit"]["enabled"]:
         for model in config["audit"]["models"]:
-            for index, spec in enumerate(audit_hub_ids(model)):
-                repo_id, _, revision = spec.partition("@")
+            for index, (repo_id, revision) in enumerate(audit_hub_revisions(model)):
                 downloads[f"audit_{model['name']}_{index}"] = {
                     "repo_id": repo_id,
                     "repo_type": "weights",
-                    "revision": revision or None,
+                    "revision": revision,
                     "patterns": [],
                 }
     return downloads
 
 
-def audit_hub_ids(model):
-    """The hub ids (org/name@revision) an audited model entry reads: none for a local one."""
+def audit_hub_revisions(model):
+    """(repo id, revision or None) of each hub download an audited model entry reads: none for a local one."""
     if "hub" not in model:
         return []
-    return [
-        f"{model['hub']}@{revision}" for revision in model.get("revisions", [])
-    ] or [model["hub"]]
+    repo_id, _, pinned = model["hub"].partition("@")
+    return [(repo_id, revision) for revision in model.get("revisions", [])] or [
+        (repo_id, pinned or None)
+    ]
 
 
 HUB_CACHE = config["hub_cache"]

@@ -13,7 +13,7 @@ from matplotlib.ticker import MaxNLocator, NullLocator
 
 from wdrank.plots.ranks import PRODUCT_LABELS, metric_label
 from wdrank.plots.style import apply_theme, figure_size, integer_axis, log_axis
-from wdrank.trajectory import checkpoint_step, trajectory_summary
+from wdrank.trajectory import stated_steps, trajectory_summary
 
 TRAJECTORY_PANELS = (  # column, title, y scale (medians and means over the heads of a layer)
     ("median_nuclear_to_frobenius", "nuclear / Frobenius side", "linear"),
@@ -83,8 +83,7 @@ def plot_trajectory(table: pd.DataFrame, model: str, note: str = "") -> plt.Figu
     apply_theme()
     summary = trajectory_summary(table)
     steps = np.sort(summary["step"].unique())
-    stated = table.drop_duplicates("checkpoint")["checkpoint"].map(checkpoint_step)
-    by_step = stated.notna().all() and stated.nunique() == len(stated)  # else `with_steps` numbered them in order
+    by_step = stated_steps(list(table["checkpoint"].unique())) is not None  # else numbered in order
     fig, axes = plt.subplots(2, 3, figsize=figure_size(0.6), sharex=True, squeeze=False)
     layers = sorted(summary["layer"].unique())
     colours = plt.get_cmap("viridis", len(layers))
