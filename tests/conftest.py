@@ -113,3 +113,15 @@ def tiny_run(tmp_path_factory):
     result = snakemake(workdir, config=TINY)
     assert result.returncode == 0, result.stderr[-3000:]
     return workdir
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory):
+    """A prepared text corpus of 24 short documents (tokenizer of 300 ids), for training runs of a few seconds."""
+    from wdrank.data.text import Document, prepare_corpus
+
+    words = ["to be", "or not", "that is", "the question", "whether tis", "nobler", "in the mind", "to suffer"]
+    docs = [Document(f"doc{i}", " ".join(words[(i + j) % len(words)] for j in range(100)) + "\n") for i in range(24)]
+    out = tmp_path_factory.mktemp("corpus")
+    prepare_corpus(docs, out, vocab_size=300, validation_fraction=0.2, test_fraction=0.2, seed=0)
+    return out

@@ -1,21 +1,29 @@
 """Checkpoints that resume exactly: weights (safetensors), optimizer and schedule state, the step.
 
-Layout of one checkpoint, written to a temporary folder and renamed when complete (a killed job never leaves
-a folder that looks finished):
+Layout of one checkpoint:
 
     <checkpoint_dir>/step_000400/
         model.safetensors, config.json   # `from_pretrained` loads these (transformers models); other models get
                                           # the config that `wdrank.heads` splits them by
         optimizer.pt                      # optimizer + scheduler state, read with torch.load(weights_only=True)
-        trainer_state.json                # {"step": 400}
+        trainer_state.json                # {"step": 400}, written last: a folder without it is not a checkpoint
+
+Crash-safe at every instant: a checkpoint is written into a hidden temporary folder, flushed to disk and renamed
+into place; one is removed by renaming it to a hidden name first. So a kill at any moment leaves each `step_*`
+folder either complete or absent, and the hidden leftovers of killed writes are never listed (the next save clears
+them). A save that fails (e.g. no space left) names the file, removes its temporary folder and leaves every earlier
+checkpoint as it was.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +36,8 @@ WEIGHTS = "model.safetensors"
 OPTIMIZER = "optimizer.pt"
 STATE = "trainer_state.json"
 CONFIG = "config.json"
+CHECKPOINT_NAME = re.compile(rf"{STEP_PREFIX}\d+")
+HIDDEN = "."  # temporary folders of writes in progress and folders being removed
 
 
 class CheckpointError(ValueError):
@@ -40,42 +50,98 @@ def checkpoint_name(step: int) -> str:
 
 def save_checkpoint(directory: str | Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer | None,
                     scheduler: Any | None, model_config: dict | None = None) -> Path:
-    """Write the checkpoint of `step` atomically; returns its folder. A model without `save_pretrained` gets
-    `model_config` as config.json, so that every checkpoint folder reads like a model folder
-    (`wdrank.weights.open_weights`)."""
+    """Write the checkpoint of `step` atomically (see the module docstring); returns its folder. A model without
+    `save_pretrained` gets `model_config` as config.json, so that every checkpoint folder reads like a model folder
+    (`wdrank.weights.open_weights`).
+
+    Raises:
+        CheckpointError: naming the file that could not be written; earlier checkpoints are untouched.
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    _clear_leftovers(directory)
     final = directory / checkpoint_name(step)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=directory))
+    tmp = Path(tempfile.mkdtemp(prefix=f"{HIDDEN}{final.name}.", dir=directory))
     try:
-        if hasattr(model, "save_pretrained"):
-            model.save_pretrained(tmp, safe_serialization=True)
-        else:
-            save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, tmp / WEIGHTS)
-            if model_config is not None:
-                (tmp / CONFIG).write_text(json.dumps(model_config, indent=2))
+        with _naming_failures(final / WEIGHTS):
+            if hasattr(model, "save_pretrained"):
+                model.save_pretrained(tmp, safe_serialization=True)
+            else:
+                save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, tmp / WEIGHTS)
+                if model_config is not None:
+                    (tmp / CONFIG).write_text(json.dumps(model_config, indent=2))
         if optimizer is not None:
-            torch.save({"optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict() if scheduler is not None else None}, tmp / OPTIMIZER)
-        (tmp / STATE).write_text(json.dumps({"step": step}))
-        if final.exists():
-            shutil.rmtree(final)
+            with _naming_failures(final / OPTIMIZER):
+                torch.save({"optimizer": optimizer.state_dict(),
+                            "scheduler": scheduler.state_dict() if scheduler is not None else None}, tmp / OPTIMIZER)
+        with _naming_failures(final / STATE):
+            (tmp / STATE).write_text(json.dumps({"step": step}))
+            _flush_folder(tmp)
+        if final.exists():  # the same step again (deterministic, so the same content): swap, never delete first
+            _discard(final)
         os.replace(tmp, final)
+        _flush_folder(directory)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final
 
 
+def discard_checkpoint(path: str | Path) -> None:
+    """Remove a checkpoint folder without ever leaving a partial one listed: hide it by a rename, then delete."""
+    _discard(Path(path))
+
+
 def list_checkpoints(directory: str | Path) -> list[Path]:
-    """Complete checkpoints in `directory`, by step (temporary folders of killed writes are ignored)."""
+    """Complete checkpoints in `directory`, by step: `step_<digits>` folders holding their trainer state (hidden
+    folders of killed writes or removals are ignored)."""
     directory = Path(directory)
     if not directory.is_dir():
         return []
-    return sorted(p for p in directory.iterdir() if p.is_dir() and p.name.startswith(STEP_PREFIX))
+    return sorted(p for p in directory.iterdir()
+                  if CHECKPOINT_NAME.fullmatch(p.name) and (p / STATE).is_file())
 
 
 def checkpoint_step(path: str | Path) -> int:
     return int(Path(path).name.removeprefix(STEP_PREFIX))
+
+
+@contextmanager
+def _naming_failures(path: Path) -> Iterator[None]:
+    """Turn any failure while writing the checkpoint file `path` (OSError, safetensors' own errors) into a
+    CheckpointError naming it (its final path: the temporary folder it was being written in is removed)."""
+    try:
+        yield
+    except Exception as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error).splitlines()[0]
+        raise CheckpointError(f"cannot write checkpoint file {path}: {reason}; the earlier checkpoints in "
+                              f"{path.parent.parent} are kept") from error
+
+
+def _flush_folder(folder: Path) -> None:
+    """fsync every file of `folder` and the folder itself, so that a rename after it publishes complete data even
+    if the node goes down (a killed process alone loses nothing that it wrote)."""
+    for path in folder.iterdir():
+        if path.is_file():
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _discard(path: Path) -> None:
+    hidden = Path(tempfile.mkdtemp(prefix=f"{HIDDEN}{path.name}.removed.", dir=path.parent))
+    os.replace(path, hidden / path.name)  # atomic: from here on the checkpoint is not listed
+    shutil.rmtree(hidden, ignore_errors=True)
+
+
+def _clear_leftovers(directory: Path) -> None:
+    """Delete the hidden folders that killed writes or removals left behind."""
+    for path in directory.iterdir():
+        if path.name.startswith(f"{HIDDEN}{STEP_PREFIX}") and path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def load_weights(path: str | Path) -> dict[str, torch.Tensor]:

@@ -2,8 +2,8 @@
 
 A task supplies any rows of a step's global batch as a pure function of (step, rows), so that a resumed run, a
 different number of processes or a different micro-batch size all see the same data. The loop restarts from the
-latest complete checkpoint in `checkpoint_dir`, logs metrics as JSON lines, and stops with a clear error on a
-non-finite loss. It runs where `wdrank.device` places it (CPU, a GPU, or one of several DDP processes).
+latest complete checkpoint in `checkpoint_dir`, logs metrics as JSON lines beside the checkpoints (so that the log
+outlives every restart, `wdrank.metrics_log`), and stops with a clear error on a non-finite loss. It runs where `wdrank.device` places it (CPU, a GPU, or one of several DDP processes).
 
 On a GPU the loop never waits for the device in an ordinary step: the loss, the divergence check and the speed
 are read at log steps (every `Schedule.log_every`), at evaluations and before checkpoints. A diverged run is
@@ -16,9 +16,6 @@ always between optimizer steps, and raise `Preempted`; the rerun resumes from th
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 import signal
 import time
 from contextlib import nullcontext
@@ -30,10 +27,13 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from wdrank.checkpoint import checkpoint_step, list_checkpoints, load_checkpoint, save_checkpoint
+from wdrank.checkpoint import (
+    checkpoint_step, discard_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint,
+)
 from wdrank.device import (
     Compute, Placement, any_process, autocast, mean_over_processes, move, place, synchronize, wait_for_all,
 )
+from wdrank.metrics_log import MetricsLog
 from wdrank.preemption import Preempted, preemption_signals
 from wdrank.schedule import Schedule
 
@@ -59,40 +59,38 @@ class TrainResult:
 def train(model: nn.Module, optimizer: torch.optim.Optimizer, task: Task, schedule: Schedule,
           checkpoint_dir: str | Path, metrics_path: str | Path, progress: bool = True,
           compute: Compute | None = None, model_config: dict | None = None) -> TrainResult:
-    """Train to `schedule.steps`, resuming from the latest checkpoint. Only the main process writes files;
-    `model_config` is written as config.json beside each checkpoint of a model that does not write its own.
+    """Train to `schedule.steps`, resuming from the latest checkpoint. Only the main process writes files: the
+    metrics log grows in `checkpoint_dir` and is copied to `metrics_path` at the end; `model_config` is written as
+    config.json beside each checkpoint of a model that does not write its own.
 
     Raises:
         Preempted: on SIGTERM/SIGUSR1, after checkpointing the current step.
         FloatingPointError: on a non-finite training loss.
+        CheckpointError: when a checkpoint cannot be written (the earlier ones are kept).
     """
     compute = compute or Compute()
     placement = place(compute)
     micro_batches = schedule.micro_batches(placement.rank, placement.world_size)
     model.to(placement.device)  # in place: the optimizer keeps its parameters
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule.lr_factor)
-    metrics_path = Path(metrics_path)
     start = 0
     if checkpoints := list_checkpoints(checkpoint_dir):
         start = load_checkpoint(checkpoints[-1], model, optimizer, scheduler)["step"]
+    log = MetricsLog(checkpoint_dir)
     if placement.is_main:
-        metrics_path.parent.mkdir(parents=True, exist_ok=True)
-        if start:
-            _truncate_metrics(metrics_path, start)
-        elif metrics_path.exists():
-            metrics_path.unlink()
+        log.resume_from(start)
     forward, ddp = _forward_module(model, placement, compute)
 
     saves = schedule.saves_at()
     model.train()
-    with open(metrics_path if placement.is_main else os.devnull, "a", encoding="utf-8") as log, tqdm(
+    with log if placement.is_main else nullcontext(), tqdm(
         total=schedule.steps, initial=start, disable=not (progress and placement.is_main), desc="train",
         mininterval=2,
     ) as bar, preemption_signals() as received:
 
         def record(entry: dict) -> None:
-            log.write(json.dumps(entry) + "\n")
-            log.flush()
+            if placement.is_main:
+                log.append(entry)
 
         def checkpoint(step: int) -> None:
             divergence.check()  # a diverged model is never saved
@@ -100,7 +98,7 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, task: Task, schedu
                 save_checkpoint(checkpoint_dir, step, model, optimizer, scheduler, model_config)
 
         divergence = _DivergenceWatch(placement.device, checkpoint_dir)
-        if start == 0 and 0 in saves:
+        if start == 0 and 0 in saves and not checkpoints:
             checkpoint(0)
         evaluation: dict[str, float] = {}
         clock = _Clock(placement, start)
@@ -141,6 +139,8 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, task: Task, schedu
     if not evaluation:  # resumed at the last step: evaluate the restored model
         model.eval()
         evaluation = task.evaluate(model)
+    if placement.is_main:
+        log.publish(metrics_path)
     return TrainResult(evaluation, clock.steps_per_second())
 
 
@@ -230,16 +230,4 @@ def _prune_unscheduled(directory: str | Path, saves: list[int], before: int) -> 
     not results: spectra are measured at scheduled steps only)."""
     for path in list_checkpoints(directory):
         if checkpoint_step(path) < before and checkpoint_step(path) not in saves:
-            shutil.rmtree(path)
-
-
-def _truncate_metrics(path: Path, after_step: int) -> None:
-    """Drop metric lines logged after `after_step` (they belong to work a resume repeats), and a last line cut
-    short by a kill in mid-write."""
-    if not path.exists():
-        return
-    lines = path.read_text().splitlines(keepends=True)
-    if lines and not lines[-1].endswith("\n"):
-        lines.pop()  # every complete line ends in a newline: this one was being written when the job died
-    kept = [line for line in lines if json.loads(line)["step"] <= after_step]
-    path.write_text("".join(kept))
+            discard_checkpoint(path)

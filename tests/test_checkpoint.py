@@ -1,0 +1,134 @@
+"""Checkpoints at every instant of a save: a kill never leaves a run without a complete checkpoint, an incomplete
+folder is never listed, and a save that fails names the file and keeps the earlier checkpoints."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import torch
+from torch import nn
+
+from conftest import REPO
+from test_training import train_command
+from wdrank.checkpoint import discard_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
+
+
+def model_and_optimizer(seed: int) -> tuple[nn.Module, torch.optim.Optimizer]:
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(256, 512), nn.Linear(512, 256))  # 1 MB of weights, 3 MB with AdamW's state
+    optimizer = torch.optim.AdamW(model.parameters())
+    model(torch.randn(4, 256)).sum().backward()
+    optimizer.step()
+    return model, optimizer
+
+
+def assert_every_listed_checkpoint_is_complete(directory) -> list[int]:
+    steps = []
+    for path in list_checkpoints(directory):
+        model, optimizer = model_and_optimizer(0)
+        steps.append(load_checkpoint(path, model, optimizer)["step"])  # raises on a missing or truncated file
+        assert steps[-1] == int(path.name.removeprefix("step_"))
+    return steps
+
+
+def test_a_kill_at_any_instant_of_saving_and_pruning_leaves_a_complete_checkpoint(tmp_path):
+    """A writer saves step after step and removes the one before, as training does. It is frozen (SIGSTOP) at 60
+    random instants: what is on disk then is what a SIGKILL at that instant would leave. Every time, at least one
+    checkpoint is listed and every listed one loads completely; then it is killed for real, and the same holds."""
+    writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(REPO / "tests")!r})
+        from test_checkpoint import model_and_optimizer
+        from wdrank.checkpoint import discard_checkpoint, save_checkpoint
+        model, optimizer = model_and_optimizer(0)
+        previous = save_checkpoint({str(tmp_path)!r}, 0, model, optimizer, None)
+        print("ready", flush=True)
+        step = 1
+        while True:
+            latest = save_checkpoint({str(tmp_path)!r}, step, model, optimizer, None)
+            discard_checkpoint(previous)
+            previous, step = latest, step + 1
+        """)], stdout=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        assert writer.stdout.readline().strip() == "ready"
+        rng, seen = random.Random(0), set()
+        for _ in range(60):
+            time.sleep(rng.uniform(0, 0.05))
+            writer.send_signal(signal.SIGSTOP)
+            try:
+                steps = assert_every_listed_checkpoint_is_complete(tmp_path)
+                assert steps, "no complete checkpoint at this instant"
+                seen.update(steps)
+            finally:
+                writer.send_signal(signal.SIGCONT)
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+        assert assert_every_listed_checkpoint_is_complete(tmp_path)
+        assert len(seen) > 10, "the writer hardly wrote: the instants tested were not inside saves"
+    finally:
+        writer.kill()
+    # the next save clears what the killed writer left half-written or half-removed
+    model, optimizer = model_and_optimizer(0)
+    save_checkpoint(tmp_path, 10**6, model, optimizer, None)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_a_failed_save_names_the_file_and_keeps_the_earlier_checkpoint(tmp_path):
+    """A file-size limit (RLIMIT_FSIZE: writes fail with EFBIG, as they would with ENOSPC on a full disk) set after
+    the first checkpoint: the second save raises a CheckpointError that names the file, leaves nothing behind, and
+    the first checkpoint stays complete."""
+    script = textwrap.dedent(f"""
+        import resource, signal, sys
+        sys.path.insert(0, {str(REPO / "tests")!r})
+        from test_checkpoint import model_and_optimizer
+        from wdrank.checkpoint import CheckpointError, save_checkpoint
+        model, optimizer = model_and_optimizer(0)
+        save_checkpoint({str(tmp_path)!r}, 100, model, optimizer, None)
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails with EFBIG instead of killing the process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, resource.RLIM_INFINITY))
+        try:
+            save_checkpoint({str(tmp_path)!r}, 200, model, optimizer, None)
+        except CheckpointError as error:
+            print(error)
+        """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    message = result.stdout.strip()
+    assert message.startswith(f"cannot write checkpoint file {tmp_path / 'step_000200' / 'model.safetensors'}: ")
+    assert "earlier checkpoints" in message and "\n" not in message
+    assert [p.name for p in tmp_path.iterdir()] == ["step_000100"]  # no step_000200, no hidden leftover
+    assert assert_every_listed_checkpoint_is_complete(tmp_path) == [100]
+
+
+def test_training_that_cannot_write_its_checkpoint_exits_non_zero_naming_the_file(tiny_corpus, tmp_path):
+    """The same failure through the command a rule runs: exit 1, one line naming the file, no checkpoint listed."""
+
+    def limit_file_size():
+        import resource
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, resource.RLIM_INFINITY))
+
+    result = subprocess.run(train_command(tiny_corpus, tmp_path, 20, 10), capture_output=True, text=True,
+                            preexec_fn=limit_file_size)
+    assert result.returncode == 1, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("wdrank train: error: cannot write checkpoint file ") and "step_000000" in last
+    assert list_checkpoints(tmp_path / "ckpt") == []
+    assert not [p for p in (tmp_path / "ckpt").iterdir() if p.is_dir()]
+    assert not (tmp_path / "run" / "summary.json").exists()
+
+
+def test_discarding_hides_the_checkpoint_before_deleting_it(tmp_path, monkeypatch):
+    """A removal killed in mid-delete (here: rmtree fails after the rename) leaves no `step_*` folder behind."""
+    model, optimizer = model_and_optimizer(0)
+    path = save_checkpoint(tmp_path, 7, model, optimizer, None)
+    monkeypatch.setattr("shutil.rmtree", lambda *args, **kwargs: None)
+    discard_checkpoint(path)
+    assert list_checkpoints(tmp_path) == [] and not path.exists()
+    assert json.loads(next(tmp_path.glob(".step_000007.removed.*/step_000007/trainer_state.json")).read_text()) == {
+        "step": 7}
