@@ -51,19 +51,14 @@ include: "workflow/rules/cache.smk"
 include: "workflow/rules/provenance.smk"
 
 
-# Rules that need the network (package index) or take no time run on the submitting host, never on a cluster node.
-localrules:
-    all,
-    fetch_package,
-    hub_download,
-    provenance,
-
-
 rule all:
     default_target: True
     input:
         enabled_files("outputs"),
         [PROVENANCE_SUMMARY] if PROVENANCE_TABLES else [],
+
+
+include: "workflow/rules/cluster.smk"
 
 
 unknown_rules = (

@@ -314,7 +314,7 @@ def test_slurm_profile_dry_run_sends_gpu_rules_to_the_gpu_partition(tmp_path):
         assert ("gpu=" in resources) == (rule in gpu_rules), rule
         assert ("slurm_partition=gpu" in resources) == (rule in gpu_rules), rule
         assert ("slurm_partition=cpu" in resources) == (rule not in gpu_rules), rule
-        assert ("--signal=USR1@120" in resources) == (rule in {"lm_train", "vit_train", "toy_train"}), rule
+        assert ("--signal=TERM@120" in resources) == (rule in {"lm_train", "vit_train", "toy_train"}), rule
     assert "gpu=1" in str(requests["lm_train"]) and "gpu_model=a100" in str(requests["lm_train"])
     # the job asks for 16 CPUs; on its node it runs with as many threads (test_slurm checks that on a real SLURM;
     # a dry run on a smaller host shows threads capped at the host's cores)
@@ -337,7 +337,7 @@ def test_a_command_line_resource_override_keeps_the_preemption_signal(tmp_path):
                        "lm_train:slurm_partition=other")
     assert result.returncode == 0, result.stderr[-3000:]
     (resources,) = slurm_requests(result.stdout)["lm_train"]
-    assert "slurm_partition=other" in resources and "--signal=USR1@120" in resources
+    assert "slurm_partition=other" in resources and "--signal=TERM@120" in resources
 
 
 @pytest.mark.e2e

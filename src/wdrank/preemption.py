@@ -1,5 +1,6 @@
-"""Preemption: SIGTERM or SIGUSR1 (what SLURM sends before preempting a job or at its time limit) is recorded
-instead of killing the process, so that training can checkpoint the step it is on and stop with `Preempted`.
+"""Preemption: SIGTERM (what SLURM sends a job it preempts, and the workflow asks for before a time limit) or SIGUSR1
+(a common time-limit warning elsewhere) is recorded instead of killing the process, so that training can checkpoint
+the step it is on and stop with `Preempted`.
 
 Free of torch, so that the command line can catch `Preempted` without importing it up front.
 """

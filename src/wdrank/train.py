@@ -10,7 +10,7 @@ are read at log steps (every `Schedule.log_every`), at evaluations and before ch
 therefore stopped at the next log step, naming the first step whose loss was not finite; nothing it computed after
 that is ever checkpointed.
 
-SIGTERM or SIGUSR1 (what SLURM sends before preempting or at the time limit) make it checkpoint the step it is on,
+SIGTERM or SIGUSR1 (what SLURM sends on preemption or before a time limit) make it checkpoint the step it is on,
 always between optimizer steps, and raise `Preempted`; the rerun resumes from there.
 """
 
@@ -76,6 +76,8 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, task: Task, schedu
     start = 0
     if checkpoints := list_checkpoints(checkpoint_dir):
         start = load_checkpoint(checkpoints[-1], model, optimizer, scheduler)["step"]
+        if placement.is_main:
+            print(f"resuming from {checkpoints[-1]} (step {start})", flush=True)
     log = MetricsLog(checkpoint_dir)
     if placement.is_main:
         log.resume_from(start)

@@ -78,7 +78,16 @@ SlurmdTimeout=30
 InactiveLimit=0
 KillWait=5
 NodeName=${H} NodeAddr=127.0.0.1 CPUs=$(nproc) RealMemory=$(( $(free -m | awk '/^Mem:/{print $2}') * 85 / 100 )) State=UNKNOWN
-PartitionName=debug Nodes=${H} Default=YES MaxTime=INFINITE State=UP
+# Preemption as shared GPU partitions have it: a job in 'urgent' (higher PriorityTier) pushes out jobs of the two
+# preemptible partitions, which SLURM then requeues (PreemptMode=REQUEUE) or cancels (PreemptMode=CANCEL); jobs in
+# 'debug' are never preempted. Requeueable by default (JobRequeue=1), as on most clusters.
+PreemptType=preempt/partition_prio
+PreemptMode=REQUEUE
+JobRequeue=1
+PartitionName=debug Nodes=${H} Default=YES MaxTime=INFINITE State=UP PriorityTier=1 PreemptMode=OFF
+PartitionName=preempt_requeue Nodes=${H} MaxTime=INFINITE State=UP PriorityTier=1 PreemptMode=REQUEUE
+PartitionName=preempt_cancel Nodes=${H} MaxTime=INFINITE State=UP PriorityTier=1 PreemptMode=CANCEL
+PartitionName=urgent Nodes=${H} MaxTime=INFINITE State=UP PriorityTier=10 PreemptMode=OFF
 CONF
 
 # --- optional accounting: MariaDB + slurmdbd ----------------------------------------

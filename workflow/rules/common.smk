@@ -25,10 +25,17 @@ TRAINED_TABLES = {
 }
 
 
-# Training rules checkpoint and stop on SIGUSR1: SLURM sends it two minutes before their time limit, and the
-# resubmitted job resumes (wdrank.train). Part of the rule's own resources, so that no --set-resources drops it.
-PREEMPTIBLE = {"lm_train", "vit_train", "toy_train"}
-WARNING_SIGNAL = "--signal=USR1@120"
+# The rule that trains each cell of a trained experiment (config section).
+TRAINING_RULES = {
+    "language_model": "lm_train",
+    "vision_transformer": "vit_train",
+    "toy_transformer": "toy_train",
+}
+# Training rules checkpoint and stop on SIGTERM: SLURM sends it `time_limit_warning` seconds before their time
+# limit, and the resubmitted job resumes (wdrank.train). SIGTERM, not SIGUSR1: SLURM signals every process of the
+# job step, and Snakemake's process there waits for its job on SIGTERM but dies on SIGUSR1. Part of the rule's own
+# resources, so that no --set-resources drops it.
+WARNING_SIGNAL = f"--signal=TERM@{config['time_limit_warning']}"
 
 
 def job_resources(rule_name):
@@ -43,7 +50,7 @@ def job_resources(rule_name):
         for key, value in merged.items()
         if value is not None and not (key == "gpu" and value == 0)
     }
-    if rule_name in PREEMPTIBLE:
+    if rule_name in TRAINING_RULES.values():
         resources["slurm_extra"] = " ".join(
             filter(None, [resources.get("slurm_extra"), WARNING_SIGNAL])
         )
@@ -65,12 +72,23 @@ def job_threads(rule_name):
     return job_resources(rule_name)["cpus_per_task"]
 
 
+def gpu_count(resources):
+    """GPUs a job asks for: `gpu`, else the count in a `gres` of gpu[:type][:count] (no count: one)."""
+    if resources.get("gpu"):
+        return resources["gpu"]
+    kind, *rest = resources.get("gres", "").split(":")
+    if kind != "gpu":
+        return 0
+    return int(rest[-1]) if rest and rest[-1].isdigit() else 1
+
+
 def launcher(rule_name):
-    """How a training job starts `-m wdrank`: plain Python, or torchrun with one process per GPU (DDP)."""
-    gpus = job_resources(rule_name).get("gpu", 0)
+    """How a training job starts `-m wdrank`: plain Python, or torchrun with one process per GPU (DDP); `exec`, so
+    that the shell gives way to it and SLURM's SIGTERM (preemption, time limit) reaches the training itself."""
+    gpus = gpu_count(job_resources(rule_name))
     if gpus > 1:
-        return f"torchrun --standalone --nproc_per_node={gpus} -m"
-    return "python -m"
+        return f"exec torchrun --standalone --nproc_per_node={gpus} -m"
+    return "exec python -m"
 
 
 def sweep(section):

@@ -35,9 +35,10 @@ rule toy_train:
         **job_resources("toy_train"),
     params:
         settings=run_settings("toy_transformer"),
+        launcher=launcher("toy_train"),
         checkpoints=f"results/toy/checkpoints/{TOY_SPACE.wildcard_pattern}",
     shell:
-        "python -m wdrank train toy_transformer --settings {params.settings:q} --wd-attn {wildcards.wd_attn}"
+        "{params.launcher} wdrank train toy_transformer --settings {params.settings:q} --wd-attn {wildcards.wd_attn}"
         " --seed {wildcards.seed} --summary {output.summary} --metrics {output.metrics}"
         " --checkpoint-dir {params.checkpoints} > {log} 2>&1"
 
