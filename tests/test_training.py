@@ -230,6 +230,22 @@ def test_preemption_signal_checkpoints_the_step_and_the_rerun_matches(tiny_corpu
         "step_000000", "step_000200", "step_000400", "step_000600"]
 
 
+def test_a_signal_before_training_starts_is_kept_for_the_loop():
+    """The training command records SIGTERM from its first moment (before torch loads); the loop's own, nested
+    recording sees it, and the handlers are restored once the outermost recording ends."""
+    from wdrank.preemption import preemption_signals
+
+    before = signal.getsignal(signal.SIGTERM)
+    with preemption_signals():
+        os.kill(os.getpid(), signal.SIGTERM)
+        with preemption_signals() as received:
+            assert received == [signal.SIGTERM]
+        assert signal.getsignal(signal.SIGTERM) is not before  # still recording
+    assert signal.getsignal(signal.SIGTERM) is before
+    with preemption_signals() as received:
+        assert received == []
+
+
 def test_two_data_parallel_processes_train_the_same_model_as_one(tiny_corpus, tmp_path):
     """torchrun with 2 CPU processes (gloo): each takes half of the same global batch; DDP averages gradients, so
     the weights match a single process up to floating-point reassociation; only rank 0 writes."""

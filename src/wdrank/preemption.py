@@ -23,13 +23,26 @@ class Preempted(Exception):
         self.signum, self.step = signum, step
 
 
+_received: list[int] = []  # the signals recorded since the outermost `preemption_signals` began
+_depth = 0
+
+
 @contextmanager
 def preemption_signals() -> Iterator[list[int]]:
-    """Record SIGTERM/SIGUSR1 instead of dying on them (the list holds the signals received)."""
-    received: list[int] = []
-    previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum)) for sig in PREEMPTION_SIGNALS}
+    """Record SIGTERM/SIGUSR1 instead of dying on them (the list holds the signals received). Nested uses share one
+    record, so that the training command can start recording before its slow imports and data loading, and the loop
+    inside it still sees a signal that arrived then."""
+    global _depth
+    previous = {}
+    if _depth == 0:
+        previous = {sig: signal.signal(sig, lambda signum, frame: _received.append(signum))
+                    for sig in PREEMPTION_SIGNALS}
+    _depth += 1
     try:
-        yield received
+        yield _received
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        _depth -= 1
+        if _depth == 0:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            _received.clear()

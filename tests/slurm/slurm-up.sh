@@ -77,7 +77,9 @@ MinJobAge=600
 SlurmdTimeout=30
 InactiveLimit=0
 KillWait=5
-NodeName=${H} NodeAddr=127.0.0.1 CPUs=$(nproc) RealMemory=$(( $(free -m | awk '/^Mem:/{print $2}') * 85 / 100 )) State=UNKNOWN
+# Four CPUs at least, even on two cores (config_overrides): the tests run three one-CPU training jobs at once.
+SlurmdParameters=config_overrides
+NodeName=${H} NodeAddr=127.0.0.1 CPUs=$(( $(nproc) > 4 ? $(nproc) : 4 )) RealMemory=$(( $(free -m | awk '/^Mem:/{print $2}') * 85 / 100 )) State=UNKNOWN
 # Preemption as shared GPU partitions have it: a job in 'urgent' (higher PriorityTier) pushes out jobs of the two
 # preemptible partitions, which SLURM then requeues (PreemptMode=REQUEUE) or cancels (PreemptMode=CANCEL); jobs in
 # 'debug' are never preempted. Requeueable by default (JobRequeue=1), as on most clusters.

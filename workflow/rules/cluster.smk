@@ -1,24 +1,14 @@
 # On a cluster: which jobs go to the compute nodes, how a job preempted for good comes back, and which training
 # cells did not finish. Included last: it reads every rule defined before it.
 
-# Only the jobs that compute go to the compute nodes: data preparation, training, the spectra of checkpoints and the
-# audits of pretrained models. Every other rule (tables, figures, provenance, the few-second simulations of Fig. 1
-# and of the two scalars, the downloads, which need the network) runs on the submitting host: never an sbatch job of
-# a few seconds. Locally every rule runs alike.
-CLUSTER_RULES = {
-    "lm_data",
-    "vit_data",
-    *TRAINING_RULES.values(),
-    "run_spectra",
-    "audit_model",
-    "audit_trajectory",
-}
+# Every rule but those that compute runs on the submitting host (common.smk, CLUSTER_RULES).
 workflow.localrules(*sorted({rule.name for rule in workflow.rules} - CLUSTER_RULES))
 
 
 def bring_back_preempted_jobs():
     """Make the SLURM plugin's status polls requeue a job that was preempted and cancelled (PreemptMode=CANCEL), or
-    report it failed where SLURM refuses (wdrank.slurm): the plugin alone would wait for it forever."""
+    report it failed where SLURM refuses (wdrank.slurm): the plugin alone would wait for it forever.
+    """
     import snakemake_executor_plugin_slurm as plugin
 
     from wdrank.slurm import settle_preemptions
@@ -53,12 +43,19 @@ def unfinished_cells():
 
 
 def last_line(path):
-    lines = [line for line in open(path, errors="replace").read().splitlines() if line.strip()]
+    lines = [
+        line
+        for line in open(path, errors="replace").read().splitlines()
+        if line.strip()
+    ]
     return lines[-1].strip() if lines else "(empty)"
 
 
 onstart:
-    if workflow.executor_plugin is not None and workflow.executor_plugin.name == "slurm":
+    if (
+        workflow.executor_plugin is not None
+        and workflow.executor_plugin.name == "slurm"
+    ):
         bring_back_preempted_jobs()
 
 
@@ -70,7 +67,10 @@ onerror:
             file=sys.stderr,
         )
         for rule_name, point, log in cells:
-            print(f"  {rule_name} {point}\n    log: {log}\n    {last_line(log)}", file=sys.stderr)
+            print(
+                f"  {rule_name} {point}\n    log: {log}\n    {last_line(log)}",
+                file=sys.stderr,
+            )
         print(
             "The tables and figures of an experiment wait for every cell of its grid (its runs are compared seed by "
             "seed). Run the same command again once the cause is fixed: each cell resumes from its last checkpoint.",

@@ -38,9 +38,27 @@ TRAINING_RULES = {
 WARNING_SIGNAL = f"--signal=TERM@{config['time_limit_warning']}"
 
 
+# Only the jobs that compute go to a cluster's nodes: data preparation, training, the spectra of checkpoints and the
+# audits of pretrained models. Every other rule (tables, figures, provenance, the few-second simulations of Fig. 1
+# and of the two scalars, the downloads, which need the network) runs on the submitting host, never as an sbatch job
+# of a few seconds (workflow/rules/cluster.smk declares them local). Locally every rule runs alike.
+CLUSTER_RULES = {
+    "lm_data",
+    "vit_data",
+    *TRAINING_RULES.values(),
+    "run_spectra",
+    "audit_model",
+    "audit_trajectory",
+}
+# What a rule that runs on the submitting host still asks of Snakemake's own scheduling there.
+LOCAL_RESOURCES = {"cpus_per_task", "mem_mb"}
+
+
 def job_resources(rule_name):
     """The cluster resources of a rule: resources.default overridden by resources.<rule_name>, without the keys left
-    unset (GPUs only if any); a training rule's slurm_extra gains the warning signal."""
+    unset (GPUs only if any); a training rule's slurm_extra gains the warning signal. A rule that never goes to the
+    cluster keeps only its cores and memory: a dry run shows a SLURM request exactly for the jobs submitted.
+    """
     merged = {
         **config["resources"]["default"],
         **config["resources"].get(rule_name, {}),
@@ -50,6 +68,10 @@ def job_resources(rule_name):
         for key, value in merged.items()
         if value is not None and not (key == "gpu" and value == 0)
     }
+    if rule_name not in CLUSTER_RULES:
+        return {
+            key: value for key, value in resources.items() if key in LOCAL_RESOURCES
+        }
     if rule_name in TRAINING_RULES.values():
         resources["slurm_extra"] = " ".join(
             filter(None, [resources.get("slurm_extra"), WARNING_SIGNAL])
@@ -84,7 +106,8 @@ def gpu_count(resources):
 
 def launcher(rule_name):
     """How a training job starts `-m wdrank`: plain Python, or torchrun with one process per GPU (DDP); `exec`, so
-    that the shell gives way to it and SLURM's SIGTERM (preemption, time limit) reaches the training itself."""
+    that the shell gives way to it and SLURM's SIGTERM (preemption, time limit) reaches the training itself.
+    """
     gpus = gpu_count(job_resources(rule_name))
     if gpus > 1:
         return f"exec torchrun --standalone --nproc_per_node={gpus} -m"

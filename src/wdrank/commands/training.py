@@ -16,17 +16,22 @@ COMMANDS = {
 
 
 def _train(args: argparse.Namespace) -> None:
-    from wdrank.hub import go_offline
+    from wdrank.preemption import preemption_signals
 
-    go_offline()  # training never needs the network; a compute node may have none
-    from wdrank.device import Compute
-    from wdrank.experiments.training import run_decays, run_training
+    # From the first moment: SLURM may preempt or warn of the time limit while torch still loads, and the loop then
+    # stops at its first step boundary instead of the process dying on the signal.
+    with preemption_signals():
+        from wdrank.hub import go_offline
 
-    torch_threads()
-    settings = json.loads(args.settings)
-    decays = run_decays(settings["train"], args.wd_attn, args.wd_mlp)
-    summary = run_training(args.experiment, settings, args.data_dir, decays, args.seed, args.summary, args.metrics,
-                           args.checkpoint_dir, Compute(**settings.get("compute", {})))
+        go_offline()  # training never needs the network; a compute node may have none
+        from wdrank.device import Compute
+        from wdrank.experiments.training import run_decays, run_training
+
+        torch_threads()
+        settings = json.loads(args.settings)
+        decays = run_decays(settings["train"], args.wd_attn, args.wd_mlp)
+        summary = run_training(args.experiment, settings, args.data_dir, decays, args.seed, args.summary,
+                               args.metrics, args.checkpoint_dir, Compute(**settings.get("compute", {})))
     if summary is not None:  # the main process
         print(json.dumps(summary["row"]))
 
