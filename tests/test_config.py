@@ -46,7 +46,7 @@ def test_default_config_file_is_valid(default_config):
         ({"vision_transformer": {"model": {"embed_dim": 30}}}, r"'vision_transformer\.model\.embed_dim': got 30, allowed: a multiple of"),
         ({"vision_transformer": {"data": {"source": "datasets", "image_size": 28}}}, r"'vision_transformer\.data\.dataset_path': required"),
         ({"from_cache": "true"}, r"'from_cache': got 'true', allowed: true or false \(Snakemake's --config reads only True and False as booleans: from_cache=True\)"),
-        ({"resources": {"lm_train": {"gpus": 2}}}, r"'resources\.lm_train\.gpus' is not known \(allowed keys here: constraint, cpus_per_task, gpu, gpu_model, mem_mb, qos, runtime, slurm_account, slurm_extra, slurm_partition"),
+        ({"resources": {"lm_train": {"gpus": 2}}}, r"'resources\.lm_train\.gpus' is not known \(allowed keys here: clusters, constraint, cpus_per_gpu, cpus_per_task, gpu, gpu_model, gres, mem_mb, mem_mb_per_cpu, nodes, qos, runtime, slurm_account, slurm_extra, slurm_partition"),
         ({"resources": {"lm_train": {"slurm_partition": 3}}}, r"'resources\.lm_train\.slurm_partition': got 3, allowed: a string"),
         ({"language_model": {"train": {"micro_batch_size": 5}}}, r"'language_model\.train\.micro_batch_size': got 5, allowed: a divisor of the per-process batch 32"),
         ({"vision_transformer": {"train": {"batch_size": 30}}, "resources": {"vit_train": {"gpu": 4}}}, r"'vision_transformer\.train\.batch_size': got 30, allowed: a multiple of the 4 processes of resources\.vit_train\.gpu"),

@@ -348,6 +348,23 @@ def test_a_command_line_resource_override_keeps_the_preemption_signal(tmp_path):
     assert "slurm_partition=other" in resources and "--signal=TERM@120" in resources
 
 
+def test_cluster_resources_pass_through_to_the_job_request(tmp_path):
+    """The keys clusters require for GPU jobs reach the SLURM plugin as they are; a gres GPU count starts DDP."""
+    gres = {"gpu": 0, "gres": "gpu:a100:2", "cpus_per_gpu": 8, "mem_mb_per_cpu": 4000, "nodes": 1, "qos": "high",
+            "clusters": "gpu-cluster", "slurm_account": "lab", "constraint": "a100-80gb"}
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump({"resources": {"lm_train": gres}}))
+    result = snakemake(tmp_path, "-n", "-p", "--profile", str(REPO / "workflow/profiles/slurm"), "--configfile",
+                       str(REPO / "workflow/configs/paper_scale.yaml"), str(tmp_path / "tiny.yaml"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    (resources,) = slurm_requests(result.stdout)["lm_train"]
+    for key, value in gres.items():
+        assert (f"{key}={value}" in resources) == (key != "gpu"), key  # gpu 0: no --gpus at all
+    assert "exec torchrun --standalone --nproc_per_node=2 -m wdrank train language_model" in result.stdout
+    bad = snakemake(tmp_path, "-n", "--configfile", str(REPO / "workflow/configs/paper_scale.yaml"), "--config",
+                    "resources={'lm_train': {'gres': 'gpu a100'}}")
+    assert bad.returncode != 0 and "resources.lm_train.gres" in bad.stderr
+
+
 @pytest.mark.e2e
 def test_adding_a_lambda_runs_only_what_depends_on_it(tiny_run, tmp_path):
     run = tmp_path / "run"  # a copy: the tiny run stays as it was for the tests that compare against it

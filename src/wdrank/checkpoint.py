@@ -76,11 +76,13 @@ def save_checkpoint(directory: str | Path, step: int, model: nn.Module, optimize
                             "scheduler": scheduler.state_dict() if scheduler is not None else None}, tmp / OPTIMIZER)
         with _naming_failures(final / STATE):
             (tmp / STATE).write_text(json.dumps({"step": step}))
-            _flush_folder(tmp)
-        if final.exists():  # the same step again (deterministic, so the same content): swap, never delete first
+            for path in tmp.iterdir():
+                _fsync(path)
+            _fsync(tmp)
+        if final.exists():  # the same step again (deterministic, so the same content): hide the old, then rename
             _discard(final)
         os.replace(tmp, final)
-        _flush_folder(directory)
+        _fsync(directory)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final
@@ -117,14 +119,10 @@ def _naming_failures(path: Path) -> Iterator[None]:
                               f"{path.parent.parent} are kept") from error
 
 
-def _flush_folder(folder: Path) -> None:
-    """fsync every file of `folder` and the folder itself, so that a rename after it publishes complete data even
-    if the node goes down (a killed process alone loses nothing that it wrote)."""
-    for path in folder.iterdir():
-        if path.is_file():
-            with open(path, "rb") as handle:
-                os.fsync(handle.fileno())
-    descriptor = os.open(folder, os.O_RDONLY)
+def _fsync(path: Path) -> None:
+    """Flush a file, or a folder's entries, to disk: a checkpoint renamed into place after it is complete even if
+    the node goes down (a killed process alone loses nothing that it wrote)."""
+    descriptor = os.open(path, os.O_RDONLY)
     try:
         os.fsync(descriptor)
     finally:

@@ -64,6 +64,8 @@ def _allowed(schema: dict[str, Any]) -> str:
     kinds = kind if isinstance(kind, list) else [kind]
     names = {"number": "a number", "integer": "an integer", "boolean": "true or false", "string": "a string",
              "null": "null"}
+    if "pattern" in schema:
+        bounds.append(f"matching {schema['pattern']}")
     texts = [names.get(k, f"a {k}") + (" " + " and ".join(bounds) if bounds and k != "null" else "") for k in kinds]
     return " or ".join(texts)
 

@@ -43,12 +43,10 @@ def unfinished_cells():
 
 
 def last_line(path):
-    lines = [
-        line
-        for line in open(path, errors="replace").read().splitlines()
-        if line.strip()
-    ]
-    return lines[-1].strip() if lines else "(empty)"
+    """The last line that says something: where a training log ends, its error."""
+    with open(path, errors="replace") as log:
+        lines = log.read().split("\n")
+    return next((line.strip() for line in reversed(lines) if line.strip()), "(empty)")
 
 
 onstart:
