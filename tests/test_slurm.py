@@ -100,7 +100,7 @@ def jobs(partitions: str) -> dict[str, tuple[str, str, str, str]]:
     plugin's comment names the rule and the wildcards: rule_lm_train_wildcards_0.0_0.1_0)."""
     listed = subprocess.run(["squeue", "--states=all", "--noheader", "--partition", partitions, "--format",
                              "%i|%T|%r|%P|%k"], capture_output=True, text=True, check=True).stdout
-    return {fields[0]: tuple(fields[1:]) for fields in (line.split("|") for line in listed.split())}
+    return {fields[0]: tuple(fields[1:]) for fields in (line.split("|") for line in listed.splitlines())}
 
 
 def take_the_node() -> None:
