@@ -106,13 +106,18 @@ def job_counts(dry_run_output):
     return counts
 
 
+def finished_run(tmp_path_factory, name, config):
+    """The whole workflow on `config` in a new folder, run to the end (the test fails if it does not)."""
+    workdir = tmp_path_factory.mktemp(name)
+    result = snakemake(workdir, config=config)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """The whole workflow on TINY, run once; tests must not change it (copy it first)."""
-    workdir = tmp_path_factory.mktemp("tiny")
-    result = snakemake(workdir, config=TINY)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return workdir
+    return finished_run(tmp_path_factory, "tiny", TINY)
 
 
 @pytest.fixture(scope="session")

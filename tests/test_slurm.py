@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, snakemake
+from conftest import REPO, finished_run
 
 HARNESS = Path(__file__).parent / "slurm"
 # Without slurmdbd there is no sacct: the plugin must poll squeue, and start polling soon (tests/slurm/slurm-up.sh
@@ -80,10 +80,7 @@ def slurm_cluster(tmp_path_factory):
 @pytest.fixture(scope="module")
 def local_grid(tmp_path_factory):
     """GRID run locally, uninterrupted: what every SLURM run below must reproduce byte for byte."""
-    workdir = tmp_path_factory.mktemp("local_grid")
-    result = snakemake(workdir, config=GRID)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return workdir
+    return finished_run(tmp_path_factory, "local_grid", GRID)
 
 
 def start_on_slurm(workdir, config, *extra):
