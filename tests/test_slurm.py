@@ -158,14 +158,12 @@ def test_preempted_training_comes_back_whether_slurm_cancels_or_requeues_it(slur
         running = {job: partition for job, (state, _, partition, _) in training.items() if state == "RUNNING"}
         # first the toy, then the language models, each once it has a checkpoint past step 0 (the toy starts at once
         # and is short; the language models wait for their data)
-        if "preempt_requeue" not in preempted and "preempt_requeue" in running.values() \
-                and checkpoints_past_zero(tmp_path, "toy", TOY_CELL):
-            take_the_node()
-            for job, partition in running.items():
-                preempted.setdefault(partition, set()).add(job)
-        elif "preempt_requeue" in preempted and len(preempted.get("preempt_cancel", ())) < 2 \
-                and list(running.values()).count("preempt_cancel") == 2 \
-                and all(checkpoints_past_zero(tmp_path, "lm", cell) for cell in LM_CELLS):
+        toy_ready = "preempt_requeue" not in preempted and "preempt_requeue" in running.values() \
+            and checkpoints_past_zero(tmp_path, "toy", TOY_CELL)
+        models_ready = "preempt_requeue" in preempted and len(preempted.get("preempt_cancel", ())) < 2 \
+            and list(running.values()).count("preempt_cancel") == 2 \
+            and all(checkpoints_past_zero(tmp_path, "lm", cell) for cell in LM_CELLS)
+        if toy_ready or models_ready:
             take_the_node()
             for job, partition in running.items():
                 preempted.setdefault(partition, set()).add(job)
