@@ -80,17 +80,12 @@ def save_checkpoint(directory: str | Path, step: int, model: nn.Module, optimize
                 _fsync(path)
             _fsync(tmp)
         if final.exists():  # the same step again (deterministic, so the same content): hide the old, then rename
-            _discard(final)
+            discard_checkpoint(final)
         os.replace(tmp, final)
         _fsync(directory)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final
-
-
-def discard_checkpoint(path: str | Path) -> None:
-    """Remove a checkpoint folder without ever leaving a partial one listed: hide it by a rename, then delete."""
-    _discard(Path(path))
 
 
 def list_checkpoints(directory: str | Path) -> list[Path]:
@@ -129,7 +124,9 @@ def _fsync(path: Path) -> None:
         os.close(descriptor)
 
 
-def _discard(path: Path) -> None:
+def discard_checkpoint(path: str | Path) -> None:
+    """Remove a checkpoint folder without ever leaving a partial one listed: hide it by a rename, then delete."""
+    path = Path(path)
     hidden = Path(tempfile.mkdtemp(prefix=f"{HIDDEN}{path.name}.removed.", dir=path.parent))
     os.replace(path, hidden / path.name)  # atomic: from here on the checkpoint is not listed
     shutil.rmtree(hidden, ignore_errors=True)

@@ -3,7 +3,8 @@
 A task supplies any rows of a step's global batch as a pure function of (step, rows), so that a resumed run, a
 different number of processes or a different micro-batch size all see the same data. The loop restarts from the
 latest complete checkpoint in `checkpoint_dir`, logs metrics as JSON lines beside the checkpoints (so that the log
-outlives every restart, `wdrank.metrics_log`), and stops with a clear error on a non-finite loss. It runs where `wdrank.device` places it (CPU, a GPU, or one of several DDP processes).
+outlives every restart, `wdrank.metrics_log`), and stops with a clear error on a non-finite loss. It runs where
+`wdrank.device` places it (CPU, a GPU, or one of several DDP processes).
 
 On a GPU the loop never waits for the device in an ordinary step: the loss, the divergence check and the speed
 are read at log steps (every `Schedule.log_every`), at evaluations and before checkpoints. A diverged run is
