@@ -68,6 +68,7 @@ TINY_TABLES = sorted([
     "vit_runs.csv", "vit_head_spectra.csv", "fig3_vit_rank.csv", "fig3_vit_rank.md",
     "fig2_toy_runs.csv", "fig2_toy_head_spectra.csv",
     "figA_scalar_pair_trajectories.csv",
+    "lm_learning_curves.csv", "vit_learning_curves.csv", "fig2_toy_learning_curves.csv",
     "audit_all-MiniLM-L6-v2.csv", "fig4_audit_summary.csv",
 ])
 # ... and the provenance of the runs behind each result table, and all of them in one table (wdrank.provenance).
@@ -82,6 +83,7 @@ TINY_FIGURES = sorted([
     "fig3_vit_rank.png", "figA_vit_rank_heatmap.png",
     "fig2_toy_transformer.png", "figA_scalar_pair_trajectories.png",
     "fig4_audit_all-MiniLM-L6-v2.png",
+    "learning_curves_lm.png", "learning_curves_vit.png", "learning_curves_toy.png",
 ])
 
 

@@ -208,7 +208,8 @@ def default_figures(config):
     models = [m["name"] for m in config["audit"]["packaged"]]
     return sorted(["fig1_factorized_matrices.png", "fig3_lm_rank_per_head.png", "figA_lm_rank_all_layers.png",
                    "lm_rank_vs_step.png", "lm_rank_and_perplexity.png", "fig3_vit_rank.png", "figA_vit_rank_heatmap.png",
-                   "fig2_toy_transformer.png", "figA_scalar_pair_trajectories.png"]
+                   "fig2_toy_transformer.png", "figA_scalar_pair_trajectories.png",
+                   "learning_curves_lm.png", "learning_curves_vit.png", "learning_curves_toy.png"]
                   + [f"fig4_audit_{m}.png" for m in models])
 
 
@@ -234,7 +235,7 @@ def test_figures_rebuild_from_the_committed_cache_without_training(tmp_path, def
     counts = job_counts(dry.stdout)
     assert set(counts) == {"fig1_factorized_matrices", "fig3_lm_rank_per_head", "figA_lm_rank_all_layers",
                            "lm_rank_vs_step", "lm_rank_and_perplexity", "fig3_vit_rank", "figA_vit_rank_heatmap",
-                           "fig2_toy_transformer",
+                           "fig2_toy_transformer", "learning_curves",
                            "figA_scalar_pair_trajectories", "fig4_audit", "all"}, counts
     rebuilt = snakemake(tmp_path, "--configfile", str(REPO / "config.yaml"), "--config", "from_cache=True")
     assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]

@@ -81,6 +81,34 @@ def collect_summaries(paths: Sequence[str | Path]) -> pd.DataFrame:
     return pd.DataFrame([read_summary(path)["row"] for path in paths])
 
 
+def read_metrics_log(path: str | Path) -> pd.DataFrame:
+    """A run's metrics.jsonl as one row per logged step: the training record (train_loss, lr, grad_norm) and the
+    evaluation at that step (validation_loss, test_loss or eval_loss, ...) side by side, empty where not logged."""
+    try:
+        records = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line]
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: cannot read the metrics log of a run: {error}") from error
+    if not records or not all(isinstance(record, dict) and "step" in record for record in records):
+        raise ValueError(f"{path}: not the metrics log of a finished run (JSON lines, each with a step)")
+    return pd.DataFrame(records).groupby("step", as_index=False, sort=True).first()
+
+
+def collect_learning_curves(summaries: Sequence[str | Path], metrics: Sequence[str | Path]) -> pd.DataFrame:
+    """One row per (run, logged step), led by the run's sweep point (from its summary.json, given in the same
+    order as its metrics.jsonl): the table the learning-curve figures are drawn from."""
+    if len(summaries) != len(metrics):
+        raise ValueError(f"{len(summaries)} summaries but {len(metrics)} metrics logs: give one of each per run")
+    frames = []
+    for summary_path, metrics_path in zip(summaries, metrics, strict=True):
+        if Path(summary_path).parent != Path(metrics_path).parent:
+            raise ValueError(f"{metrics_path} is not the metrics log of the run {summary_path} belongs to")
+        table = read_metrics_log(metrics_path)
+        for position, (axis, value) in enumerate(read_summary(summary_path)["run"]["sweep"].items()):
+            table.insert(position, axis, value)
+        frames.append(table)
+    return pd.concat(frames, ignore_index=True)
+
+
 def write_gzip_copy(source: str | Path, target: str | Path) -> None:
     """gzip `source` to `target` atomically, without a timestamp or file name in the header, so that the same
     table always gives the same bytes (the committed cache changes only when results do)."""

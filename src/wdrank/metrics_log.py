@@ -41,6 +41,10 @@ class MetricsLog:
         lines = self.path.read_text(encoding="utf-8").splitlines(keepends=True)
         return [line for line in lines if line.endswith("\n")]
 
+    def records(self) -> list[dict]:
+        """The complete records of the log, in order."""
+        return [json.loads(line) for line in self.records_text()]
+
     def __enter__(self) -> MetricsLog:
         self._descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
         return self

@@ -37,6 +37,7 @@ from wdrank.device import (
 from wdrank.metrics_log import MetricsLog
 from wdrank.preemption import Preempted, preemption_signals
 from wdrank.schedule import Schedule
+from wdrank.tracking import TensorBoardTracker
 
 TIMED_AFTER = 3  # steps of a session left out of the throughput (allocation, compilation)
 
@@ -59,10 +60,12 @@ class TrainResult:
 
 def train(model: nn.Module, optimizer: torch.optim.Optimizer, task: Task, schedule: Schedule,
           checkpoint_dir: str | Path, metrics_path: str | Path, progress: bool = True,
-          compute: Compute | None = None, model_config: dict | None = None) -> TrainResult:
+          compute: Compute | None = None, model_config: dict | None = None,
+          tracker: TensorBoardTracker | None = None) -> TrainResult:
     """Train to `schedule.steps`, resuming from the latest checkpoint. Only the main process writes files: the
-    metrics log grows in `checkpoint_dir` and is copied to `metrics_path` at the end; `model_config` is written as
-    config.json beside each checkpoint of a model that does not write its own.
+    metrics log grows in `checkpoint_dir` and is copied to `metrics_path` at the end (each record also goes to
+    `tracker`, when tracking); `model_config` is written as config.json beside each checkpoint of a model that does
+    not write its own.
 
     Raises:
         Preempted: on SIGTERM/SIGUSR1, after checkpointing the current step.
@@ -80,8 +83,11 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, task: Task, schedu
         if placement.is_main:
             print(f"resuming from {checkpoints[-1]} (step {start})", flush=True)
     log = MetricsLog(checkpoint_dir)
+    tracker = tracker if placement.is_main else None
     if placement.is_main:
         log.resume_from(start)
+    if tracker is not None:
+        tracker.resume_from(log.records())
     forward, ddp = _forward_module(model, placement, compute)
 
     saves = schedule.saves_at()
@@ -94,6 +100,8 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, task: Task, schedu
         def record(entry: dict) -> None:
             if placement.is_main:
                 log.append(entry)
+            if tracker is not None:
+                tracker.record(entry)
 
         def checkpoint(step: int) -> None:
             divergence.check()  # a diverged model is never saved
@@ -144,6 +152,8 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, task: Task, schedu
         evaluation = task.evaluate(model)
     if placement.is_main:
         log.publish(metrics_path)
+    if tracker is not None:
+        tracker.finish(evaluation)
     return TrainResult(evaluation, clock.steps_per_second())
 
 

@@ -44,6 +44,7 @@ if config["from_cache"]:
     # Where a cached table exists it wins over the rule that would compute it from training runs.
     ruleorder: restore_cached_table > factorized_table
     ruleorder: restore_cached_table > collect_runs
+    ruleorder: restore_cached_table > learning_curves_table
     ruleorder: restore_cached_table > scalar_pair
     ruleorder: restore_cached_table > audit_model
     ruleorder: restore_cached_table > audit_trajectory

@@ -6,6 +6,7 @@ from wdrank.experiments import sweep_values
 from wdrank.fetch import fetched_path
 from wdrank.hub import TOKENIZER_FILES, is_local
 from wdrank.spectra import rank_column
+from wdrank.tracking import require_tensorboard
 
 # One environment for every rule; it agrees with pyproject.toml (tests/test_packaging.py).
 WDRANK_ENV = "../../envs/wdrank.yaml"
@@ -123,6 +124,21 @@ def sweep(section):
     return Paramspace(index.to_frame(index=False))
 
 
+# Offline tracking (config key tracking): TensorBoard event files of every training run, one folder per run.
+if config["tracking"] == "tensorboard":
+    try:
+        require_tensorboard()
+    except RuntimeError as error:
+        sys.exit(f"wdrank: {error}")
+
+
+def tracking_option(section):
+    """The training command's --tensorboard folder of a run (a pattern of its sweep wildcards), when tracking."""
+    if config["tracking"] != "tensorboard":
+        return ""
+    return f"--tensorboard results/tensorboard/{TRAINED_DIRS[section]}/{sweep(section).wildcard_pattern}"
+
+
 def run_settings(section):
     """What one training run of an experiment depends on, as JSON: its config section without the sweep (a run gets
     its point as arguments), the figure options and `enabled`. A change here reruns every run of the experiment;
@@ -151,6 +167,17 @@ def run_tables(section):
     return {
         "runs": f"results/tables/{prefix}_runs.csv",
         "spectra": f"results/tables/{prefix}_head_spectra.csv",
+    }
+
+
+def learning_curve_files(section):
+    """The learning-curves table of a trained experiment (every run's metrics log, cached) and its figure."""
+    return {
+        "table": f"results/tables/{TRAINED_TABLES[section]}_learning_curves.csv",
+        "figures": [
+            f"results/figures/learning_curves_{TRAINED_DIRS[section]}.{ext}"
+            for ext in ("pdf", "png")
+        ],
     }
 
 
@@ -305,9 +332,10 @@ def audit_options(wildcards):
 
 def experiment_files():
     """Per experiment (config section): its final targets, the result tables its figures are drawn from, and the
-    provenance tables of the runs behind them (results/cache/ holds both). Each experiment's rule file defines them.
+    provenance tables of the runs behind them (results/cache/ holds both). Each experiment's rule file defines them;
+    the learning curves of the trained experiments come from runs.smk.
     """
-    return {
+    files = {
         "factorized": {
             "outputs": FACTORIZED_OUTPUTS,
             "sources": FACTORIZED_SOURCES,
@@ -339,6 +367,15 @@ def experiment_files():
             "provenance": [provenance_of(path) for path in AUDIT_SOURCES],
         },
     }
+    for section in TRAINED_DIRS:
+        curves = learning_curve_files(section)
+        files[section] = {
+            **files[section],
+            "outputs": files[section]["outputs"]
+            + [curves["table"], *curves["figures"]],
+            "sources": files[section]["sources"] + [curves["table"]],
+        }
+    return files
 
 
 def enabled_files(kind):

@@ -76,10 +76,11 @@ rule lm_train:
         launcher=launcher("lm_train"),
         # Checkpoints are not outputs: Snakemake would delete them before a rerun, and a killed run resumes from them.
         checkpoints=f"results/lm/checkpoints/{LM_SPACE.wildcard_pattern}",
+        tracking=tracking_option("language_model"),
     shell:
         "{params.launcher} wdrank train language_model --settings {params.settings:q} --data-dir {input.data}"
         " --wd-attn {wildcards.wd_attn} --wd-mlp {wildcards.wd_mlp} --seed {wildcards.seed}"
-        " --summary {output.summary} --metrics {output.metrics} --checkpoint-dir {params.checkpoints} > {log} 2>&1"
+        " --summary {output.summary} --metrics {output.metrics} --checkpoint-dir {params.checkpoints} {params.tracking} > {log} 2>&1"
 
 
 rule table1_lm_perplexity:

@@ -1,5 +1,6 @@
 # What every trained experiment (language model, ViT, toy Transformer) does after training, the same way
-# (wdrank.runs): the spectra of each run's checkpoints, then one runs table and one head-spectra table.
+# (wdrank.runs): the spectra of each run's checkpoints, then one runs table and one head-spectra table; and its
+# learning curves: one table of every run's metrics log, and its figure.
 # Spectra are a job of their own so that changing the rank thresholds retrains nothing, and a GPU job never spends
 # its allocation on them.
 
@@ -60,3 +61,64 @@ rule collect_runs:
         "python -m wdrank collect-runs --summaries {input.summaries} --spectra {input.spectra}"
         " --runs-out {output.runs} --spectra-out {output.spectra}"
         " --provenance-out {output.provenance} > {log} 2>&1"
+
+
+rule learning_curves_table:
+    input:
+        code=code("wdrank.commands.results"),
+        summaries=lambda wildcards: run_files(
+            SECTION_OF_TABLES[wildcards.prefix], "summary.json"
+        ),
+        metrics=lambda wildcards: run_files(
+            SECTION_OF_TABLES[wildcards.prefix], "metrics.jsonl"
+        ),
+    output:
+        "results/tables/{prefix}_learning_curves.csv",
+    log:
+        "logs/learning_curves_table/{prefix}.log",
+    benchmark:
+        "logs/learning_curves_table/{prefix}.benchmark.tsv"
+    wildcard_constraints:
+        prefix="|".join(TRAINED_TABLES.values()),
+    conda:
+        WDRANK_ENV
+    threads: job_threads("learning_curves_table")
+    resources:
+        **job_resources("learning_curves_table"),
+    shell:
+        "python -m wdrank learning-curves --summaries {input.summaries} --metrics {input.metrics}"
+        " --out {output} > {log} 2>&1"
+
+
+# The experiment (config section) of each folder name under results/ (lm, vit, toy).
+SECTION_OF_DIR = {name: section for section, name in TRAINED_DIRS.items()}
+
+
+rule learning_curves:
+    input:
+        code=code("wdrank.plots.curves"),
+        curves=lambda wildcards: learning_curve_files(
+            SECTION_OF_DIR[wildcards.experiment]
+        )["table"],
+    output:
+        **figure_files(
+            "learning_curves_{experiment}",
+            "../report/learning_curves.rst",
+            "Learning curves",
+        ),
+    log:
+        "logs/learning_curves/{experiment}.log",
+    benchmark:
+        "logs/learning_curves/{experiment}.benchmark.tsv"
+    wildcard_constraints:
+        experiment="|".join(TRAINED_DIRS.values()),
+    conda:
+        WDRANK_ENV
+    threads: job_threads("learning_curves")
+    resources:
+        **job_resources("learning_curves"),
+    params:
+        width=FIGURE_WIDTH,
+    shell:
+        "python -m wdrank figure learning_curves --curves {input.curves} --experiment {wildcards.experiment}"
+        " --width {params.width} --pdf {output.pdf} --png {output.png} > {log} 2>&1"

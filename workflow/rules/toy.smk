@@ -37,10 +37,11 @@ rule toy_train:
         settings=run_settings("toy_transformer"),
         launcher=launcher("toy_train"),
         checkpoints=f"results/toy/checkpoints/{TOY_SPACE.wildcard_pattern}",
+        tracking=tracking_option("toy_transformer"),
     shell:
         "{params.launcher} wdrank train toy_transformer --settings {params.settings:q} --wd-attn {wildcards.wd_attn}"
         " --seed {wildcards.seed} --summary {output.summary} --metrics {output.metrics}"
-        " --checkpoint-dir {params.checkpoints} > {log} 2>&1"
+        " --checkpoint-dir {params.checkpoints} {params.tracking} > {log} 2>&1"
 
 
 rule fig2_toy_transformer:

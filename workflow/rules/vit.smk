@@ -71,10 +71,11 @@ rule vit_train:
         launcher=launcher("vit_train"),
         # not an output, so that a rerun resumes from it (see lm_train)
         checkpoints=f"results/vit/checkpoints/{VIT_SPACE.wildcard_pattern}",
+        tracking=tracking_option("vision_transformer"),
     shell:
         "{params.launcher} wdrank train vision_transformer --settings {params.settings:q} --data-dir {input.data}"
         " --wd-attn {wildcards.wd_attn} --seed {wildcards.seed} --summary {output.summary}"
-        " --metrics {output.metrics} --checkpoint-dir {params.checkpoints} > {log} 2>&1"
+        " --metrics {output.metrics} --checkpoint-dir {params.checkpoints} {params.tracking} > {log} 2>&1"
 
 
 rule table_fig3_vit_rank:

@@ -92,6 +92,12 @@ def _figA_scalar_pair_trajectories(args: argparse.Namespace) -> None:
     _save(plot_scalar_pair(_read(args.table), tuple(args.target)), args)
 
 
+def _learning_curves(args: argparse.Namespace) -> None:
+    from wdrank.plots.curves import plot_learning_curves
+
+    _save(plot_learning_curves(_read(args.curves), args.experiment), args)
+
+
 def _fig4_audit(args: argparse.Namespace) -> None:
     from wdrank.plots.audit import plot_audit
 
@@ -169,6 +175,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     sub = figure("figA_scalar_pair_trajectories", "appendix: two scalars, plain vs factorised, AdamW vs Adam + L2",
                  _figA_scalar_pair_trajectories, table="figA_scalar_pair_trajectories.csv")
     sub.add_argument("--target", type=float, nargs=2, required=True, help="w* of the runs")
+    figure_arguments(sub)
+
+    sub = figure("learning_curves", "training loss, held-out loss and learning rate against the step, every run",
+                 _learning_curves, curves="<prefix>_learning_curves.csv")
+    sub.add_argument("--experiment", required=True, choices=["lm", "vit", "toy"], help="the experiment, for the title")
     figure_arguments(sub)
 
     sub = figure("fig4_audit", "Fig. 4 of one model: Frobenius side vs nuclear norm, ratio and rank per layer",

@@ -8,6 +8,7 @@ from wdrank.commands import add_command
 
 COMMANDS = {
     "collect-runs": "one runs table (every summary's row) and one spectra table (every run's spectra)",
+    "learning-curves": "one table of every run's metrics log by step: train loss, learning rate, evaluations",
     "concat-tables": "concatenate per-run parquet tables into one CSV",
     "write-cache": "gzip result tables into the committed cache (reproducible bytes)",
     "provenance": "one table of the provenance of every run behind the result tables; warns on mixed grids",
@@ -21,6 +22,12 @@ def _collect_runs(args: argparse.Namespace) -> None:
     write_csv(collect_summaries(args.summaries), args.runs_out)
     write_csv(concat_run_tables(args.spectra), args.spectra_out)
     provenance.write_table(provenance.of_summaries(args.summaries), args.provenance_out, args.runs_out)
+
+
+def _learning_curves(args: argparse.Namespace) -> None:
+    from wdrank.aggregate import collect_learning_curves, write_csv
+
+    write_csv(collect_learning_curves(args.summaries, args.metrics), args.out)
 
 
 def _concat_tables(args: argparse.Namespace) -> None:
@@ -56,6 +63,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--runs-out", required=True, help="CSV, one row per run")
     parser.add_argument("--spectra-out", required=True, help="CSV, one row per run, step, layer, head, product")
     parser.add_argument("--provenance-out", required=True, help="CSV, one row per run: what produced it")
+
+    parser = add_command(commands, "learning-curves", COMMANDS["learning-curves"], _learning_curves)
+    parser.add_argument("--summaries", nargs="+", required=True, help="summary.json of every run")
+    parser.add_argument("--metrics", nargs="+", required=True, help="metrics.jsonl of every run, in the same order")
+    parser.add_argument("--out", required=True, help="CSV, one row per run and logged step")
 
     parser = add_command(commands, "concat-tables", COMMANDS["concat-tables"], _concat_tables)
     parser.add_argument("inputs", nargs="+", help="parquet tables of runs, with their settings and provenance")

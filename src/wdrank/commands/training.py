@@ -31,7 +31,8 @@ def _train(args: argparse.Namespace) -> None:
         settings = json.loads(args.settings)
         decays = run_decays(settings["train"], args.wd_attn, args.wd_mlp)
         summary = run_training(args.experiment, settings, args.data_dir, decays, args.seed, args.summary,
-                               args.metrics, args.checkpoint_dir, Compute(**settings.get("compute", {})))
+                               args.metrics, args.checkpoint_dir, Compute(**settings.get("compute", {})),
+                               tensorboard_dir=args.tensorboard)
     if summary is not None:  # the main process
         print(json.dumps(summary["row"]))
 
@@ -56,6 +57,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--summary", required=True, help="summary.json of the finished run (layout: wdrank.runs)")
     parser.add_argument("--metrics", required=True, help="metrics.jsonl: train loss, lr, gradient norm, evaluations")
     parser.add_argument("--checkpoint-dir", required=True, help="checkpoints; a rerun resumes from the latest")
+    parser.add_argument("--tensorboard", metavar="DIR",
+                        help="also write the metrics as TensorBoard event files here (needs the tensorboard package)")
 
     parser = add_command(commands, "spectra", COMMANDS["spectra"], _spectra)
     parser.add_argument("--summary", required=True, help="summary.json of the run")

@@ -26,6 +26,7 @@ from wdrank.experiments import SWEEPS, TRAINED
 from wdrank.io import atomic_path
 from wdrank.optim import WeightDecays
 from wdrank.schedule import Schedule
+from wdrank.tracking import TensorBoardTracker
 from wdrank.train import Task, train
 
 
@@ -71,10 +72,17 @@ def parameter_groups_record(optimizer: torch.optim.Optimizer) -> dict:
 
 def run_training(experiment: str, settings: dict, data_dir: str | Path | None, decays: WeightDecays, seed: int,
                  summary_path: str | Path, metrics_path: str | Path, checkpoint_dir: str | Path,
-                 compute: Compute | None = None, progress: bool = True) -> dict | None:
-    """Train one run of `experiment` (resuming from its checkpoints, logging to `metrics_path`), score it and write
-    `summary_path`; returns the summary (None on the other processes of a DDP job, which write nothing)."""
+                 compute: Compute | None = None, progress: bool = True,
+                 tensorboard_dir: str | Path | None = None) -> dict | None:
+    """Train one run of `experiment` (resuming from its checkpoints, logging to `metrics_path`, and to TensorBoard
+    event files in `tensorboard_dir` if given), score it and write `summary_path`; returns the summary (None on the
+    other processes of a DDP job, which write nothing)."""
     compute = compute or Compute()
+    values = {"wd_attn": decays.attention, "wd_mlp": decays.mlp, "wd_other": decays.other, "seed": seed}
+    sweep = {axis: values[axis] for axis in SWEEPS[experiment]}
+    tracker = None
+    if tensorboard_dir is not None:
+        tracker = TensorBoardTracker(tensorboard_dir, {"experiment": experiment, **sweep, **tracked_settings(settings)})
     setup = importlib.import_module(TRAINED[experiment].module).setup(settings, data_dir, decays, seed)
     groups = parameter_groups_record(setup.optimizer)
     placement = place(compute)
@@ -84,7 +92,7 @@ def run_training(experiment: str, settings: dict, data_dir: str | Path | None, d
                   f"weight decay {group['weight_decay']:g}")
     started = time.perf_counter()
     result = train(setup.model, setup.optimizer, setup.task, setup.schedule, checkpoint_dir, metrics_path, progress,
-                   compute, setup.model_config)
+                   compute, setup.model_config, tracker)
     seconds = time.perf_counter() - started
     if not placement.is_main:
         return None
@@ -93,12 +101,11 @@ def run_training(experiment: str, settings: dict, data_dir: str | Path | None, d
     if setup.finish_checkpoint is not None:
         for path in checkpoints:
             setup.finish_checkpoint(path)
-    values = {"wd_attn": decays.attention, "wd_mlp": decays.mlp, "wd_other": decays.other, "seed": seed}
     summary = {
         "row": {**{column: values[column] for column in TRAINED[experiment].row_columns}, **scores},
         "run": {
             "experiment": experiment,
-            "sweep": {axis: values[axis] for axis in SWEEPS[experiment]},
+            "sweep": sweep,
             "settings": settings,
             "model_shape": setup.model_shape,
             "parameter_groups": groups,
@@ -112,6 +119,13 @@ def run_training(experiment: str, settings: dict, data_dir: str | Path | None, d
     with atomic_path(summary_path) as tmp:
         tmp.write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def tracked_settings(settings: dict) -> dict:
+    """The training settings shown beside the sweep point in TensorBoard's HParams tab: every number, string or
+    switch of the config section's `train` (learning rate, steps, batch, warm-up, ...), as `train.<key>`."""
+    return {f"train.{key}": value for key, value in settings["train"].items()
+            if isinstance(value, int | float | str | bool)}
 
 
 def session_throughput(steps_per_second: float | None, throughput: Throughput, placement: Placement,
