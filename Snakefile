@@ -39,6 +39,13 @@ except ConfigError as error:
 report: "workflow/report/workflow.rst"
 
 
+# The image every job runs in under `--software-deployment-method apptainer` (config key container; envs/Dockerfile).
+if config["container"]:
+
+    container: config["container"]
+
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/factorized.smk"
