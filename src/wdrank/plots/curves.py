@@ -47,7 +47,7 @@ def plot_learning_curves(curves: pd.DataFrame, experiment: str) -> plt.Figure:
             ax.plot(mean.index, mean.to_numpy(), color=colour, linestyle=dash, label=name)
         if column != "lr":
             log_axis(ax, "y", logged[column])
-        ax.set(xlabel="step", ylabel=label, title=label)
+        ax.set(xlabel="step", ylabel=label)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4), frameon=False)
     fig.suptitle(f"Learning curves, {EXPERIMENTS[experiment]}: thick the mean over "
