@@ -327,7 +327,7 @@ def llama_folder_with_gpt2_weights(tmp_path):
 
 BAD_INPUTS = {
     "truncated safetensors": (lambda t: [str(truncated(gpt2_folder(t) / "model.safetensors").parent)],
-                              "model.safetensors: not a readable safetensors file"),
+                              "model.safetensors: not a valid safetensors file"),
     "config without a head count": (lambda t: [str(edit_config_and_return(gpt2_folder(t), n_head=None))],
                                     "the config has no head count (n_head)"),
     "llama config, gpt2 weights": (llama_folder_with_gpt2_weights, "(they look like gpt2)"),
@@ -382,9 +382,139 @@ def evil_pickle(tmp_path):
     return tmp_path / "evil.pth"
 
 
+def raw_safetensors(path, header, data=b""):
+    """A .safetensors file with exactly this header (any JSON) and data section, as a faulty writer leaves it."""
+    text = json.dumps(header).encode()
+    path.write_bytes(len(text).to_bytes(8, "little") + text + data)
+    return path
+
+
+def gpt2_with_header(tmp_path, edit):
+    """The tiny GPT-2 folder (2 layers) with its safetensors header changed by `edit(header)`, data kept."""
+    file = gpt2_folder(tmp_path) / "model.safetensors"
+    raw = file.read_bytes()
+    length = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + length])
+    edit(header)
+    raw_safetensors(file, header, raw[8 + length:])
+    return [str(file.parent)]
+
+
+C_ATTN = "transformer.h.{}.attn.c_attn.weight"
+
+
+def set_entry(header, layer, **changes):
+    header[C_ATTN.format(layer)].update(changes)
+
+
+def shift_end(header, layer, by):
+    begin, end = header[C_ATTN.format(layer)]["data_offsets"]
+    set_entry(header, layer, data_offsets=[begin, end + by])
+
+
+def flatten(header):
+    rows, cols = header[C_ATTN.format(0)]["shape"]
+    set_entry(header, 0, shape=[rows * cols])
+
+
+def index_naming(tmp_path, shard):
+    """A GPT-2 folder whose weights are only reachable through an index naming `shard` (beside: ../other)."""
+    folder = gpt2_folder(tmp_path)
+    (tmp_path / "other").mkdir()
+    (folder / "model.safetensors").rename(tmp_path / "other" / "model.safetensors")
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {C_ATTN.format(0): shard}}))
+    return [str(folder)]
+
+
+def llama_folder(tmp_path, **config_changes):
+    from safetensors.numpy import save_file
+
+    state, config = llama_state()
+    (tmp_path / "llama").mkdir()
+    save_file(state, tmp_path / "llama" / "model.safetensors")
+    (tmp_path / "llama" / "config.json").write_text(json.dumps({**config, **config_changes}))
+    return [str(tmp_path / "llama")]
+
+
+def timm_pickle(tmp_path, dtype, poison=None, d=64):
+    """A timm ViT checkpoint (.pth) of one layer in `dtype`, with `poison` written into its first weight."""
+    qkv = torch.randn(3 * d, d, dtype=torch.float64).to(dtype)
+    if poison is not None:
+        qkv[0, 0] = poison
+    torch.save({"blocks.0.attn.qkv.weight": qkv, "blocks.0.attn.proj.weight": torch.ones(d, d, dtype=dtype)},
+               tmp_path / "vit.pth")
+    return [str(tmp_path / "vit.pth"), "--n-head", "1"]
+
+
+def int8_timm_file(tmp_path, d=64):
+    from safetensors.numpy import save_file
+
+    save_file({"blocks.0.attn.qkv.weight": np.ones((3 * d, d), np.int8),
+               "blocks.0.attn.proj.weight": np.ones((d, d), np.int8)}, tmp_path / "vit.safetensors")
+    return [str(tmp_path / "vit.safetensors")]
+
+
+def symlink_loop(tmp_path):
+    folder = gpt2_folder(tmp_path)
+    (folder / "model.safetensors").unlink()
+    (folder / "model.safetensors").symlink_to(folder / "model.safetensors")
+    return [str(folder)]
+
+
+# Bad model files and configs that were audited silently or stopped with a traceback; the official safetensors
+# library refuses every malformed header here.
+BAD_INPUTS.update({
+    "negative data_offsets": (lambda t: gpt2_with_header(t, lambda h: set_entry(h, 0, data_offsets=[-8, 0])),
+                              "data_offsets [-8, 0] are not [begin, end]"),
+    "overlapping tensors": (lambda t: gpt2_with_header(t, lambda h: set_entry(
+        h, 1, data_offsets=h[C_ATTN.format(0)]["data_offsets"])), "overlap"),
+    "data_offsets disagree with shape x dtype": (lambda t: gpt2_with_header(t, lambda h: set_entry(
+        h, 0, shape=[32, 48])), "but shape [32, 48] of F32 needs"),
+    "data_offsets shorter than the shape": (lambda t: gpt2_with_header(t, lambda h: shift_end(h, 0, -4)),
+                                            "transformer.h.0.attn.c_attn.weight': data_offsets span"),
+    "header a JSON list": (lambda t: [str(raw_safetensors(gpt2_folder(t) / "model.safetensors", [1, 2]).parent)],
+                           "its header is a JSON list, not an object"),
+    "header a JSON string": (lambda t: [str(raw_safetensors(gpt2_folder(t) / "model.safetensors", "w").parent)],
+                             "its header is a JSON str, not an object"),
+    "index names a file outside the folder": (lambda t: index_naming(t, "../other/model.safetensors"),
+                                              "names '../other/model.safetensors', outside the model folder"),
+    "index weight_map value a number": (lambda t: index_naming(t, 5), "its weight_map must map tensor names"),
+    "config: fewer layers than the weights": (lambda t: [str(edit_config_and_return(gpt2_folder(t), n_layer=1))],
+                                              "the config says 1 layers of gpt2, but the weights also hold"),
+    "config: num_attention_heads true": (lambda t: [str(edit_config_and_return(gpt2_folder(t), n_head=True))],
+                                         "the config's n_head is True, not a positive integer"),
+    "config: num_key_value_heads 0": (lambda t: llama_folder(t, num_key_value_heads=0),
+                                      "the config's num_key_value_heads is 0, not a positive integer"),
+    "config: model_type a list": (lambda t: [str(edit_config_and_return(gpt2_folder(t), model_type=["gpt2"]))],
+                                  "architecture ['gpt2'] is not supported"),
+    "1-D c_attn": (lambda t: gpt2_with_header(t, flatten), "c_attn.weight has shape (3072,), not that of a 2-D"),
+    "int8 (quantised) weights": (int8_timm_file, "is I8: the audit reads floating-point weights"),
+    "complex .pth": (lambda t: timm_pickle(t, torch.complex64), "holds torch.complex64 values"),
+    ".pth of integers": (lambda t: timm_pickle(t, torch.int64), "holds torch.int64 values"),
+    "NaN weights": (lambda t: timm_pickle(t, torch.float32, float("nan")), "blocks.0.attn.qkv.weight (layer 0, QK) "
+                    "holds NaN or infinite values"),
+    "infinite weights": (lambda t: timm_pickle(t, torch.float32, float("inf")), "qkv.weight (layer 0, QK) holds NaN"),
+    "1e200 weights": (lambda t: timm_pickle(t, torch.float64, 1e200), "too large to square in float64"),
+    "--n-head for a Hugging Face folder": (lambda t: [str(gpt2_folder(t)), "--n-head", "2"],
+                                           "--n-head is for timm checkpoint files"),
+    "symlink loop": (symlink_loop, "model.safetensors: cannot be read (Too many levels of symbolic links)"),
+    "--table naming a folder": (lambda t: [str(gpt2_folder(t)), "--table", str(t)], "is a folder: give the file"),
+})
+
+
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
 def test_bad_input_exits_1_with_one_line_naming_the_problem(case, tmp_path, capsys):
     make, expected = BAD_INPUTS[case]
     argv = make(tmp_path)
-    line = cli_error(capsys, *argv)
+    table = tmp_path / "table.csv"
+    line = cli_error(capsys, *argv, *([] if "--table" in argv else ["--table", str(table)]))
     assert expected in line, line
+    assert not table.exists()
+
+
+@pytest.mark.parametrize("case", ["config without a head count", "llama config, gpt2 weights"])
+def test_a_refused_model_prints_its_one_line_before_any_progress_bar(case, tmp_path, capsys):
+    argv = BAD_INPUTS[case][0](tmp_path)
+    capsys.readouterr()
+    assert main(["audit", *argv]) == 1
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1

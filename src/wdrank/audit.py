@@ -119,6 +119,8 @@ def factor_spectra_table(factors: Iterator[LayerFactors], rank_thresholds: tuple
     if threads < 1:
         raise ValueError(f"threads (--threads) must be a positive number, got {threads}")
     layers = (list(group) for _, group in itertools.groupby(factors, key=lambda f: f.layer))
+    first = next(layers, None)  # the config and the first layer's weights are checked before any progress is shown
+    layers = itertools.chain([first] if first is not None else [], layers)
     frames: list[pd.DataFrame] = []
     with threadpool_limits(limits=1), ThreadPoolExecutor(threads) as pool, tqdm(
             desc="audit", unit="layer", disable=not progress, mininterval=1) as bar:

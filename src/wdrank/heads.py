@@ -92,9 +92,17 @@ class LayerFactors:
     def b(self) -> np.ndarray:
         return self.second.stack()
 
+    names: tuple[str, str] = ("", "")  # the stored tensors A and B come from, for error messages
+
     def statistics(self, rank_thresholds: tuple[float, ...]) -> dict[str, np.ndarray]:
-        """`wdrank.spectra.summarize_grams` of every head, from per-head Gram matrices."""
-        return spectra.summarize_grams(self.first.grams(), self.second.grams(), rank_thresholds)
+        """`wdrank.spectra.summarize_grams` of every head, from per-head Gram matrices; ValueError naming the
+        tensors where a Gram matrix is not finite (NaN or inf weights, or weights too large to square)."""
+        grams = self.first.grams(), self.second.grams()
+        for gram, name in zip(grams, self.names, strict=True):
+            if not np.isfinite(gram).all():
+                raise ValueError(f"{name} (layer {self.layer}, {self.product}) holds NaN or infinite values, or values "
+                                 "too large to square in float64: not the weights of a trained model")
+        return spectra.summarize_grams(*grams, rank_thresholds)
 
 
 @dataclass(frozen=True)
@@ -108,7 +116,8 @@ class Attention:
     layers: tuple[str, ...]  # config keys of the layer count, first present wins
     heads: tuple[str, ...]  # config keys of the (query) head count
     kv_heads: Callable[[Mapping, int], int] = lambda config, n_head: (
-        config.get("num_key_value_heads") or n_head)
+        _config_int(config, ("num_key_value_heads",), "key/value head count")
+        if config.get("num_key_value_heads") is not None else n_head)
 
 
 def _no_kv_groups(config: Mapping, n_head: int) -> int:
@@ -242,7 +251,7 @@ def _config_int(config: Mapping, keys: tuple[str, ...], what: str) -> int:
     for key in keys:
         if config.get(key) is not None:
             value = config[key]
-            if not isinstance(value, int) or value < 1:
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"the config's {key} is {value!r}, not a positive integer")
             return value
     raise ValueError(f"the config has no {what} ({' or '.join(keys)})")
@@ -263,7 +272,7 @@ def attention_factors(state: Mapping, config: Mapping) -> Iterator[LayerFactors]
     """Per-layer, per-product head factors of a model given its weights and its (transformers) config dict; each
     weight is read from `state` once. Raises ValueError naming the architecture, config key or weight at fault."""
     model_type = config.get("model_type")
-    if model_type not in ARCHITECTURES:
+    if not isinstance(model_type, str) or model_type not in ARCHITECTURES:
         raise ValueError(f"architecture {model_type!r} is not supported; supported: {', '.join(ARCHITECTURES)}")
     spec = ARCHITECTURES[model_type]
     n_layer = _config_int(config, spec.layers, "layer count")
@@ -281,6 +290,25 @@ def attention_factors(state: Mapping, config: Mapping) -> Iterator[LayerFactors]
             raise WeightsMismatch(f"the config says {n_layer} layers of {model_type}, but the weights have no "
                                   f"{missing[0]!r}")
         tensors = [state[name] for name in layer_names]
+        for tensor, name in zip(tensors, layer_names, strict=True):
+            _check_matrix(tensor, name)
         q, k, v, o = spec.split(tensors, n_head, n_kv, config, layer_names)
-        yield LayerFactors(layer, "QK", q, k)
-        yield LayerFactors(layer, "OV", v, o)
+        stored = {id(tensor): name for tensor, name in zip(tensors, layer_names, strict=True)}
+        yield LayerFactors(layer, "QK", q, k, (stored[id(q.weight)], stored[id(k.weight)]))
+        yield LayerFactors(layer, "OV", v, o, (stored[id(v.weight)], stored[id(o.weight)]))
+    beyond = prefix + spec.names[0].format(layer=n_layer)
+    if beyond in known:
+        raise WeightsMismatch(f"the config says {n_layer} layers of {model_type}, but the weights also hold "
+                              f"{beyond!r}: the config is not this model's")
+
+
+def _check_matrix(tensor: Any, name: str) -> None:
+    """An attention weight is a 2-D matrix of real floating-point numbers (any width, bfloat16 included)."""
+    if len(tensor.shape) != 2:
+        raise WeightsMismatch(f"{name} has shape {tuple(tensor.shape)}, not that of a 2-D weight matrix")
+    dtype = tensor.dtype
+    real_float = tensor.is_floating_point() if hasattr(tensor, "is_floating_point") else \
+        np.issubdtype(dtype, np.floating)
+    if not real_float:
+        raise ValueError(f"{name} holds {dtype} values: the audit reads real floating-point weights (quantised "
+                         "weights need their scales: dequantise first)")

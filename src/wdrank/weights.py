@@ -31,9 +31,11 @@ def first_line(error: BaseException) -> str:
     return next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
 
 
-# safetensors dtypes as NumPy reads them (BF16: its 16 bits, widened to float32 when read)
-SAFETENSORS_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": np.uint16, "I64": np.int64,
-                      "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}
+# safetensors dtypes the audit reads, as NumPy reads them (BF16: its 16 bits, widened to float32 when read)
+SAFETENSORS_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": np.uint16}
+# every dtype of the safetensors format, with its size in bytes: a header naming another is refused
+SAFETENSORS_ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1, "I64": 8, "U64": 8,
+                        "I32": 4, "U32": 4, "I16": 2, "U16": 2, "I8": 1, "U8": 1, "BOOL": 1}
 
 
 class LazySafetensors(Mapping):
@@ -53,7 +55,9 @@ class LazySafetensors(Mapping):
     def __getitem__(self, key: str) -> np.ndarray:
         file, dtype, shape, offset = self._tensors[key]
         if dtype not in SAFETENSORS_DTYPES:
-            raise ValueError(f"{file}: tensor {key!r} has dtype {dtype}, which the audit does not read")
+            raise ValueError(f"{file}: tensor {key!r} is {dtype}: the audit reads floating-point weights "
+                             f"({', '.join(SAFETENSORS_DTYPES)}); quantised weights need their scales: dequantise "
+                             "first")
         if file not in self._maps:
             self._maps[file] = np.memmap(file, dtype=np.uint8, mode="r")
         count = int(np.prod(shape, dtype=np.int64))
@@ -73,27 +77,64 @@ class LazySafetensors(Mapping):
 
 
 def _safetensors_header(file: Path) -> tuple[dict, int]:
-    """(tensor name → dtype, shape, data_offsets; where the data begins) of a .safetensors file, checked: the header
-    parses and every tensor lies inside the file."""
-    size = file.stat().st_size
-    with open(file, "rb") as handle:
-        prefix = handle.read(8)
-        length = int.from_bytes(prefix, "little") if len(prefix) == 8 else -1
-        if not 0 < length <= size - 8:
-            raise ValueError(f"{file}: not a readable safetensors file (header length {length}, file size {size})")
-        try:
-            header = json.loads(handle.read(length))
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise ValueError(f"{file}: not a readable safetensors file (header: {first_line(error)})") from error
-    header.pop("__metadata__", None)
+    """(tensor name → dtype, shape, data_offsets; where the data begins) of a .safetensors file, checked as the
+    official library checks it: the header is a JSON object, every dtype is known, every shape and offset is a
+    non-negative integer, each tensor's bytes are shape × dtype size and lie inside the data section, and no two
+    tensors overlap. Anything else raises ValueError naming the file and the tensor."""
     try:
-        end = max((entry["data_offsets"][1] for entry in header.values()), default=0)
-    except (KeyError, TypeError, IndexError) as error:
-        raise ValueError(f"{file}: not a readable safetensors file (malformed header)") from error
-    if 8 + length + end > size:
-        raise ValueError(f"{file}: not a readable safetensors file (truncated: its tensors need "
-                         f"{8 + length + end} bytes, the file has {size})")
+        size = file.stat().st_size
+        with open(file, "rb") as handle:
+            prefix = handle.read(8)
+            length = int.from_bytes(prefix, "little") if len(prefix) == 8 else -1
+            if not 0 < length <= size - 8:
+                raise ValueError(f"{file}: not a valid safetensors file (header length {length}, file size {size})")
+            raw = handle.read(length)
+    except OSError as error:  # a symlink loop, a folder named .safetensors, no permission
+        raise ValueError(f"{file}: cannot be read ({error.strerror or first_line(error)})") from error
+    try:
+        header = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{file}: not a valid safetensors file (header: {first_line(error)})") from error
+    if not isinstance(header, dict):
+        raise ValueError(f"{file}: not a valid safetensors file (its header is a JSON {type(header).__name__}, "
+                         "not an object)")
+    header.pop("__metadata__", None)
+    data_size = size - 8 - length
+    spans = []
+    for name, entry in header.items():
+        problem = _entry_problem(entry, data_size)
+        if problem:
+            raise ValueError(f"{file}: not a valid safetensors file (tensor {name!r}: {problem})")
+        spans.append((*entry["data_offsets"], name))
+    spans.sort()
+    for (_, end, name), (begin, _, following) in zip(spans, spans[1:]):
+        if begin < end:
+            raise ValueError(f"{file}: not a valid safetensors file (tensors {name!r} and {following!r} overlap)")
     return header, 8 + length
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _entry_problem(entry: Any, data_size: int) -> str | None:
+    """What is wrong with one tensor's header entry, or None."""
+    if not isinstance(entry, dict) or not {"dtype", "shape", "data_offsets"} <= set(entry):
+        return "its entry needs dtype, shape and data_offsets"
+    dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+    if dtype not in SAFETENSORS_ITEMSIZE:
+        return f"unknown dtype {dtype!r}"
+    if not isinstance(shape, list) or not all(_is_count(n) for n in shape):
+        return f"shape {shape!r} is not a list of non-negative integers"
+    if not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_count(n) for n in offsets) \
+            or offsets[0] > offsets[1]:
+        return f"data_offsets {offsets!r} are not [begin, end] with 0 <= begin <= end"
+    if offsets[1] > data_size:
+        return f"truncated: its data ends at byte {offsets[1]} of a data section of {data_size}"
+    expected = int(np.prod(shape, dtype=np.int64)) * SAFETENSORS_ITEMSIZE[dtype]
+    if offsets[1] - offsets[0] != expected:
+        return f"data_offsets span {offsets[1] - offsets[0]} bytes, but shape {shape} of {dtype} needs {expected}"
+    return None
 
 
 def _unpermute_rope_rows(weight: np.ndarray, n_head: int) -> np.ndarray:
@@ -242,10 +283,7 @@ def weight_files(path: Path) -> list[Path]:
     for pattern, index_name in FOLDER_WEIGHTS:
         index = path / index_name
         if index.exists():
-            try:
-                shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-            except (json.JSONDecodeError, KeyError, AttributeError, TypeError) as error:
-                raise ValueError(f"{index}: not a weight index (JSON with a weight_map): {error}") from error
+            shards = _index_shards(index)
             missing = [shard for shard in shards if not (path / shard).exists()]
             if missing:
                 raise ValueError(f"{index}: names {missing[0]!r}, which is not in {path}")
@@ -254,6 +292,22 @@ def weight_files(path: Path) -> list[Path]:
         if files:
             return files
     raise ValueError(f"{path}: no weights found (model*.safetensors or pytorch_model*.bin, with their index files)")
+
+
+def _index_shards(index: Path) -> list[str]:
+    """The shard files a weight index names (its weight_map's values), each a file name inside the index's folder:
+    an index never makes the audit read another model's weights (a hub snapshot's shards are links in its folder)."""
+    try:
+        weight_map = json.loads(index.read_text())["weight_map"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as error:
+        raise ValueError(f"{index}: not a weight index (JSON with a weight_map): {first_line(error)}") from error
+    if not isinstance(weight_map, dict) or not all(isinstance(shard, str) for shard in weight_map.values()):
+        raise ValueError(f"{index}: not a weight index (its weight_map must map tensor names to file names)")
+    for shard in weight_map.values():
+        if Path(shard).is_absolute() or ".." in Path(shard).parts:
+            raise ValueError(f"{index}: names {shard!r}, outside the model folder; an index names the shard files "
+                             "beside it")
+    return sorted(set(weight_map.values()))
 
 
 def files_read(path: str | Path) -> list[Path]:
@@ -273,6 +327,9 @@ def open_weights(path: str | Path, n_head: int | None = None) -> tuple[Mapping, 
         raise ValueError(f"n_head (--n-head) must be a positive number of heads, got {n_head}")
     if not path.exists():
         raise FileNotFoundError(f"no model at {path} (a folder, a checkpoint file, or a hub id org/name[@revision])")
+    if n_head is not None and (path.is_dir() or path.suffix == ".gguf"):
+        raise ValueError(f"{path}: --n-head is for timm checkpoint files, which do not store the head count; this "
+                         "model's config gives it (leave --n-head out)")
     if path.is_dir():
         config = read_config(path)
         files = weight_files(path)

@@ -39,6 +39,10 @@ def _audit(args: argparse.Namespace) -> None:
     for option, value in (("--n-head", args.n_head), ("--threads", args.threads)):
         if value is not None and value < 1:  # before any download
             raise ValueError(f"{option} must be a positive number, got {value}")
+    for option, value in (("--table", args.table), ("--provenance-out", args.provenance_out), ("--pdf", args.pdf),
+                          ("--png", args.png)):
+        if value is not None and Path(value).is_dir():
+            raise ValueError(f"{option} {value} is a folder: give the file to write")
     models = _models(args)
     trajectory = len(models) > 1
     name = args.name or model_name(args.model[0] if args.checkpoints or args.revisions else models[0])
