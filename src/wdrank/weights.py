@@ -11,6 +11,7 @@ objects. Every unreadable input raises ValueError naming the file and what is wr
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -107,7 +108,7 @@ def _safetensors_header(file: Path) -> tuple[dict, int]:
             raise ValueError(f"{file}: not a valid safetensors file (tensor {name!r}: {problem})")
         spans.append((*entry["data_offsets"], name))
     spans.sort()
-    for (_, end, name), (begin, _, following) in zip(spans, spans[1:]):
+    for (_, end, name), (begin, _, following) in itertools.pairwise(spans):
         if begin < end:
             raise ValueError(f"{file}: not a valid safetensors file (tensors {name!r} and {following!r} overlap)")
     return header, 8 + length
