@@ -55,6 +55,13 @@ def test_default_config_file_is_valid(default_config):
         ({"resources": {"default": {"runtime": 0}}}, r"'resources\.default\.runtime': got 0, allowed: an integer >= 1"),
         ({"language_model": {"compute": {"device": "tpu"}}}, r"'language_model\.compute\.device': got 'tpu', allowed: one of"),
         ({"vision_transformer": {"data": {"source": "cifar"}}}, r"'vision_transformer\.data\.source': got 'cifar', allowed: one of"),
+        ({"language_model": {"train": {"steps": 30, "warmup_steps": 40}}}, r"'language_model\.train\.warmup_steps': got 40, allowed: at most language_model\.train\.steps \(30\)"),
+        ({"language_model": {"train": {"steps": 50}}}, r"'language_model\.train\.eval_every': got 100, allowed: at most language_model\.train\.steps \(50\)"),
+        ({"vision_transformer": {"train": {"steps": 500, "checkpoint_every": 600}}}, r"'vision_transformer\.train\.checkpoint_every': got 600, allowed: at most"),
+        ({"language_model": {"model": {"n_kv_head": 2}}}, r"'language_model\.model\.n_kv_head': got 2, allowed: null for architecture gpt2"),
+        ({"audit": {"models": [{"name": "mine", "path": "a"}, {"name": "mine", "path": "b"}]}}, r"'audit\.models\[1\]\.name': got 'mine', allowed: a name not used by another entry"),
+        ({"audit": {"models": [{"name": "all-MiniLM-L6-v2", "path": "a"}]}}, r"'audit\.models\[0\]\.name': got 'all-MiniLM-L6-v2', allowed: a name not used by a packaged model"),
+        ({"language_model": "{train: {steps: 5}}"}, r"'language_model': got '\{train: \{steps: 5\}\}', allowed: a mapping .*pass --configfile FILE"),
     ],
 )
 def test_bad_values_name_the_key_and_what_is_allowed(schema, config, expected):

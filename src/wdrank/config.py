@@ -63,7 +63,7 @@ def _allowed(schema: dict[str, Any]) -> str:
         return f"a list{size} of {item}"
     kinds = kind if isinstance(kind, list) else [kind]
     names = {"number": "a number", "integer": "an integer", "boolean": "true or false", "string": "a string",
-             "null": "null"}
+             "null": "null", "object": "a mapping"}
     if "pattern" in schema:
         bounds.append(f"matching {schema['pattern']}")
     texts = [names.get(k, f"a {k}") + (" " + " and ".join(bounds) if bounds and k != "null" else "") for k in kinds]
@@ -85,6 +85,9 @@ def _describe(error: jsonschema.ValidationError) -> str:
     hint = f" — {description}" if description else ""
     if error.schema.get("type") == "boolean" and str(error.instance).lower() in ("true", "false"):
         hint = f" (Snakemake's --config reads only True and False as booleans: {_key_path(path)}=True)"
+    if error.schema.get("type") == "object" and isinstance(error.instance, str):
+        hint = (" (Snakemake's --config sets top-level keys to plain values, so a nested section given there arrives "
+                "as text: put it in a YAML file and pass --configfile FILE)")
     return (
         f"config key '{_key_path(path)}': got {error.instance!r}, allowed: {_allowed(error.schema)}{hint}"
     )
@@ -120,7 +123,10 @@ def _semantic_errors(config: dict[str, Any]) -> list[str]:
     if model.get("n_embd", 1) % model.get("n_head", 1):
         errors.append(f"config key 'language_model.model.n_embd': got {model['n_embd']}, allowed: a multiple of "
                       f"language_model.model.n_head ({model['n_head']})")
-    if model.get("n_kv_head") and model.get("n_head", 1) % model["n_kv_head"]:
+    if model.get("n_kv_head") is not None and model.get("architecture") == "gpt2":
+        errors.append(f"config key 'language_model.model.n_kv_head': got {model['n_kv_head']}, allowed: null for "
+                      "architecture gpt2 (grouped key/value heads are llama's)")
+    elif model.get("n_kv_head") and model.get("n_head", 1) % model["n_kv_head"]:
         errors.append(f"config key 'language_model.model.n_kv_head': got {model['n_kv_head']}, allowed: a divisor "
                       f"of language_model.model.n_head ({model['n_head']})")
     if figures.get("layer") is not None and figures["layer"] >= model.get("n_layer", 1):
@@ -147,7 +153,36 @@ def _semantic_errors(config: dict[str, Any]) -> list[str]:
         for key in ("dataset_path", "image_size"):
             if not vit_data.get(key):
                 errors.append(f"config key 'vision_transformer.data.{key}': required when data.source is 'datasets'")
-    return errors + _batch_errors(config)
+    return errors + _schedule_errors(config) + _audit_name_errors(config) + _batch_errors(config)
+
+
+def _schedule_errors(config: dict[str, Any]) -> list[str]:
+    """Warm-up, evaluation and checkpoint intervals must fit in the run they belong to."""
+    errors = []
+    for section in ("language_model", "vision_transformer"):
+        train = config.get(section, {}).get("train", {})
+        steps = train.get("steps")
+        for key in ("warmup_steps", "eval_every", "checkpoint_every"):
+            if steps is not None and train.get(key, 0) > steps:
+                errors.append(f"config key '{section}.train.{key}': got {train[key]}, allowed: at most "
+                              f"{section}.train.steps ({steps})")
+    return errors
+
+
+def _audit_name_errors(config: dict[str, Any]) -> list[str]:
+    """Every audited model has a name of its own: it names its table, figure and jobs."""
+    audit = config.get("audit", {})
+    packaged = {model.get("name") for model in audit.get("packaged", [])}
+    seen: set[str] = set()
+    errors = []
+    for index, model in enumerate(audit.get("models", [])):
+        name = model.get("name")
+        if name in seen or name in packaged:
+            other = "another entry of audit.models" if name in seen else "a packaged model (audit.packaged)"
+            errors.append(f"config key 'audit.models[{index}].name': got {name!r}, allowed: a name not used by "
+                          f"{other}")
+        seen.add(name)
+    return errors
 
 
 # Side of the images of the sources that ship digits (the size a ViT's patches must divide unless image_size is set).
