@@ -9,6 +9,7 @@ says what they mean for W_Q W_Kᵀ). A wrong split errs by O(1); rounding by ~1e
 """
 
 import inspect
+import zlib
 
 import numpy as np
 import pytest
@@ -62,7 +63,7 @@ def random_model(case):
             if name.endswith("bias"):
                 parameter.zero_()
             elif parameter.ndim == 2 and "embed" not in name and "wte" not in name and "wpe" not in name:
-                parameter.normal_(0, 0.3, generator=torch.Generator().manual_seed(len(name)))
+                parameter.normal_(0, 0.3, generator=torch.Generator().manual_seed(zlib.crc32(name.encode())))
     for module in model.modules():  # QK norms (Qwen3, OLMo 2, Gemma 3) as identity maps
         for norm in ("q_norm", "k_norm"):
             if hasattr(module, norm):

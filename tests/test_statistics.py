@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from wdrank.statistics import beats_all, best_beyond_intervals, differences_from, holm, paired_t
+from wdrank.statistics import beats_all, best_beyond_intervals, differences_from, holm, paired_t, resolved
 
 T_975 = {1: 12.706204736174698, 3: 3.182446305284263}  # Student t quantiles, e.g. from any statistics table
 
@@ -24,8 +24,25 @@ def test_two_pairs_use_one_degree_of_freedom_and_one_pair_gives_no_interval():
     assert result["ci_high"] - result["ci_low"] == pytest.approx(2 * T_975[1] * 2.0, rel=1e-12)  # se = sqrt(8)/sqrt(2)
     single = paired_t(np.array([0.7]))
     assert single["difference"] == 0.7 and np.isnan(single["ci_low"]) and np.isnan(single["p_value"])
-    constant = paired_t(np.array([0.5, 0.5, 0.5]))
-    assert constant["ci_low"] == constant["ci_high"] == 0.5 and constant["p_value"] == 0.0
+
+
+@pytest.mark.parametrize("n, p_value", [(2, 0.5), (3, 0.25), (5, 0.0625), (6, 0.03125), (8, 0.0078125)])
+def test_zero_spread_takes_the_exact_sign_flip_p_value(n, p_value):
+    """n identical non-zero differences: of the 2ⁿ sign patterns, the two all-equal ones are as extreme: 2/2ⁿ."""
+    constant = paired_t(np.full(n, -2.0))
+    assert constant["ci_low"] == constant["ci_high"] == -2.0 and constant["p_value"] == p_value
+    assert paired_t(np.zeros(n))["p_value"] == 1.0
+
+
+def test_two_seeds_of_identical_differences_are_never_beyond_every_interval():
+    """Integer ranks that fall by exactly 2 in both seeds, in every other cell: no zero-width interval decides."""
+    ranks = _runs({0.0: [8.0, 9.0], 1.0: [10.0, 11.0], 3.0: [12.0, 13.0]})
+    best, comparisons = best_beyond_intervals(ranks, "metric", ["wd_attn"])
+    assert best == (0.0,) and (comparisons["ci_high"] < 0).all() and not beats_all(comparisons)
+    summary = differences_from(ranks, "metric", "wd_attn", 0.0)
+    assert not resolved(summary["ci_low"], summary["ci_high"], summary["p_value"]).any()
+    six = _runs({0.0: [8.0] * 6, 1.0: [10.0] * 6}, seed_offsets=(0.0,) * 6)
+    assert beats_all(best_beyond_intervals(six, "metric", ["wd_attn"])[1])  # 2/2⁶ < 0.05: six seeds do decide
 
 
 def test_holm_step_down():

@@ -294,6 +294,9 @@ def test_micro_batches_accumulate_to_the_full_batch_gradient(tiny_corpus):
         model.zero_grad()
         rows = Schedule(steps=1, batch_size=8, micro_batch_size=micro).micro_batches(rank=0, world_size=1)
         assert len(rows) == 8 // micro
+        parts = [task.batch(3, part) for part in rows]  # each micro-batch holds its own rows, and only those
+        assert [len(part) for part in parts] == [micro] * (8 // micro)
+        torch.testing.assert_close(torch.cat(parts), task.batch(3, slice(0, 8)), rtol=0, atol=0)
         loss = _accumulate_gradients(task, model, None, 3, rows, Placement(torch.device("cpu")), Compute())
         results[micro] = loss.item(), {name: p.grad.clone() for name, p in model.named_parameters()}
     full_loss, full_gradient = results[8]
@@ -318,13 +321,21 @@ def test_micro_batches_of_8_and_32_train_the_same_weights(tiny_corpus, tmp_path)
     assert not all(torch.equal(micro[name], value) for name, value in whole.items())  # really another computation
 
 
+# Every way a tensor's value reaches the host (each one stalls a GPU until the device has caught up).
+HOST_READS = ("item", "tolist", "cpu", "numpy", "__float__", "__int__", "__bool__", "__index__")
+
+
 def test_the_loop_reads_device_values_only_at_log_steps(tmp_path, monkeypatch):
     """On a GPU every read of a tensor's value stalls the device: the loop reads the loss, the gradient norm and
-    its divergence check at log steps (and before a checkpoint or an evaluation), never in an ordinary step."""
+    its divergence check at log steps (and before a checkpoint or an evaluation), never in an ordinary step. Every
+    way to read a value is watched (item, float(), int(), bool(), tolist, cpu, numpy)."""
     from wdrank.train import train
+
+    current = {"step": None}
 
     class Regression:
         def batch(self, step, rows):
+            current["step"] = step + 1  # the step being computed, as the loop counts them (1-based)
             return torch.ones(8, 4)[rows] * step
 
         def loss(self, model, batch):
@@ -333,15 +344,21 @@ def test_the_loop_reads_device_values_only_at_log_steps(tmp_path, monkeypatch):
         def evaluate(self, model):
             return {}
 
+    reads = {}
+    for name in HOST_READS:
+        original = getattr(torch.Tensor, name)
+
+        def watched(tensor, *args, _original=original, **kwargs):
+            reads[current["step"]] = reads.get(current["step"], 0) + 1
+            return _original(tensor, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, watched)
     model = torch.nn.Linear(4, 1)
-    reads = []
-    item = torch.Tensor.item
-    monkeypatch.setattr(torch.Tensor, "item", lambda tensor: reads.append(1) or item(tensor))
     schedule = Schedule(steps=50, batch_size=8, micro_batch_size=2, log_every=10)
     train(model, torch.optim.SGD(model.parameters(), lr=1e-3), Regression(), schedule, tmp_path / "ckpt",
           tmp_path / "metrics.jsonl", progress=False)
-    # 5 log steps x (divergence check, loss, gradient norm) + the checks before the final evaluation and checkpoint
-    assert len(reads) == 5 * 3 + 2
+    # log steps: the divergence check, the loss and the gradient norm; the last step also checkpoints and evaluates
+    assert {step: count for step, count in reads.items() if step != 50} == {10: 3, 20: 3, 30: 3, 40: 3}, reads
 
 
 def test_micro_batches_that_do_not_divide_the_batch_are_refused():

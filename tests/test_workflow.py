@@ -255,6 +255,50 @@ def test_figures_rebuild_from_the_committed_cache_without_training(tmp_path, def
     assert shown[shown["table"] == "lm_runs"]["commit"].tolist() == cached["commit"].tolist()
 
 
+def test_a_restore_from_the_cache_never_replaces_a_real_result(tmp_path):
+    shutil.copytree(REPO / "results/cache", tmp_path / "results/cache")
+    tables = tmp_path / "results/tables"
+    tables.mkdir()
+    (tables / "vit_runs.csv").write_bytes(gzip.decompress((REPO / "results/cache/vit_runs.csv.gz").read_bytes()))
+    real = pd.read_csv(tables / "vit_runs.csv").assign(test_accuracy=0.5)  # a real run, newer code or another grid
+    real.to_csv(tables / "lm_runs.csv", index=False)
+    before = (tables / "lm_runs.csv").read_bytes()
+    os.utime(tables / "lm_runs.csv", (0, 0))  # older than the cache, as after a `git pull` of a new cache
+    result = snakemake(tmp_path, "--configfile", str(REPO / "config.yaml"), "--config", "from_cache=True")
+    assert result.returncode != 0
+    assert "would replace results of a real run that differ from the cache: results/tables/lm_runs.csv;" in \
+        result.stderr  # vit_runs.csv equals its cached copy: replacing it loses nothing
+    assert (tables / "lm_runs.csv").read_bytes() == before and sorted(os.listdir(tables)) == ["lm_runs.csv",
+                                                                                           "vit_runs.csv"]
+
+
+def test_write_cache_refuses_a_run_that_is_not_the_committed_default(tmp_path, capsys):
+    (tmp_path / "fewer_seeds.yaml").write_text(yaml.safe_dump({"language_model": {"sweep": {"seeds": [0]},
+                                                                                    "figures": {"layer": 0}}}))
+    dry = snakemake(tmp_path, "-n", "-p", "write_cache", "--configfile", str(REPO / "config.yaml"),
+                    str(tmp_path / "fewer_seeds.yaml"))
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    command = next(line for line in dry.stdout.splitlines() if "wdrank write-cache" in line)
+    assert command.split("--config-changes ")[1].split(" >")[0] == "language_model.sweep.seeds"  # figures: cached
+    assert '"results/tables/lm_runs.csv": {"wd_attn": [0.0, 1.0, 3.0, 10.0], "wd_mlp": [0.1, 1.0], "seed": [0]}' in \
+        command
+
+    from wdrank.cli import main
+
+    runs = tmp_path / "lm_runs.csv"
+    runs.write_bytes(gzip.decompress((REPO / "results/cache/lm_runs.csv.gz").read_bytes()))
+    out = tmp_path / "cache.csv.gz"
+    assert main(["write-cache", str(runs), "--out", str(out), "--config-changes", "language_model.sweep.seeds"]) == 1
+    assert "config differs in language_model.sweep.seeds: nothing written" in capsys.readouterr().err
+    grid = json.dumps({str(runs): {"wd_attn": [0.0, 1.0, 3.0, 10.0], "wd_mlp": [0.1, 1.0], "seed": [0]}})
+    assert main(["write-cache", str(runs), "--out", str(out), "--grid", grid]) == 1
+    assert "lm_runs.csv holds seed [0, 1], the config asks for [0]" in capsys.readouterr().err
+    assert not out.exists()
+    grid = json.dumps({str(runs): {"wd_attn": [0.0, 1.0, 3.0, 10.0], "wd_mlp": [0.1, 1.0], "seed": [0, 1]}})
+    assert main(["write-cache", str(runs), "--out", str(out), "--grid", grid]) == 0
+    assert gzip.decompress(out.read_bytes()) == runs.read_bytes()
+
+
 def test_from_cache_without_a_cache_names_the_missing_tables(tmp_path):
     result = snakemake(tmp_path, "-n", "--configfile", str(REPO / "config.yaml"), "--config", "from_cache=True")
     assert result.returncode != 0 and "cached tables are missing: results/cache/fig1_factorized_matrices" in \

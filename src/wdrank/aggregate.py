@@ -115,3 +115,22 @@ def write_gzip_copy(source: str | Path, target: str | Path) -> None:
     with open(source, "rb") as raw, atomic_path(target) as tmp:
         with open(tmp, "wb") as handle, gzip.GzipFile(filename="", mode="wb", fileobj=handle, mtime=0) as packed:
             shutil.copyfileobj(raw, packed)
+
+
+def grid_mismatches(table_path: str | Path, axes: dict[str, list]) -> list[str]:
+    """How a runs table's sweep differs from the configured axes (axis -> values): one line per axis, none if equal."""
+    table = pd.read_csv(table_path)
+    lines = []
+    for axis, values in axes.items():
+        held = sorted(table[axis].unique().tolist()) if axis in table.columns else []
+        if held != sorted(values):
+            lines.append(f"{table_path} holds {axis} {held}, the config asks for {sorted(values)}")
+    return lines
+
+
+def tables_differing_from_cache(pairs: Sequence[tuple[str | Path, str | Path]]) -> list[str]:
+    """The result tables that exist and differ from their cached copy ((cache .csv.gz, table .csv) pairs): results
+    that a restore from the cache would replace."""
+    return [str(table) for cached, table in pairs
+            if Path(table).exists() and Path(cached).exists()
+            and gzip.decompress(Path(cached).read_bytes()) != Path(table).read_bytes()]

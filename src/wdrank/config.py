@@ -238,3 +238,15 @@ def resolve_config(config: dict[str, Any], schema: dict[str, Any] | None = None)
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
     _resolve_figure_defaults(resolved)
     return resolved
+
+
+def differences(config: dict[str, Any], reference: dict[str, Any], prefix: str = "") -> list[str]:
+    """The dotted keys whose values differ between two resolved configurations (sections compared key by key)."""
+    keys = []
+    for key in sorted(set(config) | set(reference)):
+        mine, theirs = config.get(key), reference.get(key)
+        if isinstance(mine, dict) and isinstance(theirs, dict):
+            keys += differences(mine, theirs, f"{prefix}{key}.")
+        elif mine != theirs:
+            keys.append(f"{prefix}{key}")
+    return keys

@@ -5,6 +5,12 @@ of a metric between two decays, taken seed by seed, cancels each seed's own luck
 exact when the per-seed differences are normal, and the standard choice for the 2–20 seeds a sweep has. A bootstrap
 would not do here: with 2 seeds it has 3 distinct resamples, and its percentile interval undercovers badly below
 about 10.
+
+Differences without spread (every seed differs by the same amount, as integer ranks often do) leave the t statistic
+undefined, not infinite: there the p-value is the exact sign-flip test's, which assumes only that under no effect
+each difference's sign is as likely + as −, and is 2/2ⁿ for n identical non-zero differences (0.5 for 2 seeds). A
+difference is *resolved* when its interval excludes 0 and its p-value is below 1 − confidence; for a t interval the
+two say the same, and with zero spread only the exact test decides, so 2 to 5 seeds never do.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ COLUMNS = ["n_pairs", "difference", "ci_low", "ci_high", "p_value"]
 def paired_t(differences: np.ndarray, confidence: float = CONFIDENCE) -> dict[str, float]:
     """Mean of paired differences, its two-sided `confidence` interval (Student t, n − 1 degrees of freedom) and
     the two-sided p-value of 'mean 0'. One pair gives no interval (nan); identical differences give a zero-width
-    interval and p = 0 (or 1 when they are all 0)."""
+    interval and the exact sign-flip p-value 2/2ⁿ (1 when they are all 0)."""
     differences = np.asarray(differences, dtype=float)
     n = len(differences)
     mean = float(differences.mean()) if n else float("nan")
@@ -28,7 +34,8 @@ def paired_t(differences: np.ndarray, confidence: float = CONFIDENCE) -> dict[st
         return dict(n_pairs=n, difference=mean, ci_low=float("nan"), ci_high=float("nan"), p_value=float("nan"))
     standard_error = float(differences.std(ddof=1)) / np.sqrt(n)
     if standard_error == 0:
-        return dict(n_pairs=n, difference=mean, ci_low=mean, ci_high=mean, p_value=float(mean == 0))
+        p_value = 1.0 if mean == 0 else 2.0 ** (1 - n)  # of the 2ⁿ sign flips, the two all-equal ones are as extreme
+        return dict(n_pairs=n, difference=mean, ci_low=mean, ci_high=mean, p_value=p_value)
     half_width = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * standard_error
     p_value = float(2 * stats.t.sf(abs(mean) / standard_error, n - 1))
     return dict(n_pairs=n, difference=mean, ci_low=mean - half_width, ci_high=mean + half_width, p_value=p_value)
@@ -96,11 +103,25 @@ def best_beyond_intervals(runs: pd.DataFrame, metric: str, keys: list[str], lowe
     return best, pd.DataFrame(rows, columns=keys + COLUMNS)
 
 
+def resolved(low: pd.Series, high: pd.Series, p_value: pd.Series, side: int = 0) -> pd.Series:
+    """Whether each difference is resolved: its interval excludes 0 (below it for side −1, above for +1, either
+    for 0) and its p-value is below 1 − confidence (see the module's note on zero spread)."""
+    below, above = high < 0, low > 0
+    excludes = below if side < 0 else above if side > 0 else below | above
+    return excludes & (p_value < 1 - CONFIDENCE)
+
+
 def beats_all(comparisons: pd.DataFrame, lower_is_better: bool = True) -> bool:
-    """Whether every interval of `best_beyond_intervals` excludes 0 on the better side."""
+    """Whether every comparison of `best_beyond_intervals` is resolved on the better side."""
     if comparisons.empty:
         return False
-    return bool((comparisons["ci_high"] < 0).all() if lower_is_better else (comparisons["ci_low"] > 0).all())
+    return bool(better_beyond(comparisons, lower_is_better).all())
+
+
+def better_beyond(comparisons: pd.DataFrame, lower_is_better: bool = True) -> pd.Series:
+    """Per comparison of `best_beyond_intervals`: the best cell is resolved as better than that cell."""
+    return resolved(comparisons["ci_low"], comparisons["ci_high"], comparisons["p_value"],
+                    -1 if lower_is_better else 1)
 
 
 SWEEP_KEYS = ("wd_attn", "wd_mlp", "seed")

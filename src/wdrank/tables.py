@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from wdrank.io import atomic_path
-from wdrank.statistics import beats_all, best_beyond_intervals, metric_summary, run_ranks
+from wdrank.statistics import beats_all, best_beyond_intervals, better_beyond, metric_summary, run_ranks
 
 
 def perplexity_grid(runs: pd.DataFrame) -> tuple[pd.DataFrame, str]:
@@ -26,7 +26,7 @@ def perplexity_grid(runs: pd.DataFrame) -> tuple[pd.DataFrame, str]:
         verdict = (f"Best cell (bold): {cell}, lower than each of the other {len(comparisons)} cells beyond its paired "
                    "95% interval.")
     else:
-        ties = comparisons[~(comparisons["ci_high"] < 0)]
+        ties = comparisons[~better_beyond(comparisons)]
         closest = ties.loc[ties["difference"].idxmax()] if ties["difference"].notna().any() else ties.iloc[0]
         difference = _interval(closest["difference"], closest["ci_low"], closest["ci_high"])
         verdict = (f"No cell is marked best: the lowest mean, {cell}, is not below {len(ties)} of the other "

@@ -2,6 +2,11 @@
 #   snakemake --cores all --config from_cache=True    # every figure and derived table, no training, in seconds
 #   snakemake --cores 1 write_cache                    # after a full run: refresh the cache from results/tables/
 
+import yaml
+
+from wdrank.aggregate import tables_differing_from_cache
+from wdrank.config import differences
+
 CACHE_DIR = "results/cache"
 # names of the tables (results/tables/<name>.csv) every figure is drawn from
 CACHED = [
@@ -17,6 +22,15 @@ if config["from_cache"]:
         sys.exit(
             f"wdrank: from_cache=True, but these cached tables are missing: {', '.join(missing)}; "
             "run without from_cache (or disable the experiments they belong to)"
+        )
+    # A restore never replaces a result of a real run: cached and real tables share their paths (every figure rule
+    # reads one place), so where a table differs from its cached copy, nothing starts.
+    real = tables_differing_from_cache(list(zip(CACHE_FILES, CACHED_TABLES)))
+    if real:
+        sys.exit(
+            f"wdrank: from_cache=True would replace results of a real run that differ from the cache: "
+            f"{', '.join(real)}; draw the cached figures in another folder (copy results/cache/ there and add "
+            "--directory DIR), or move results/tables/ aside"
         )
 
     localrules:
@@ -51,6 +65,21 @@ if config["from_cache"]:
 
 else:
 
+    def default_config_changes():
+        """The keys that shape the cached tables (experiments and spectra, not their figure options) in which this
+        run's config differs from the committed config.yaml: write_cache refuses to cache such a run.
+        """
+        with open(
+            os.path.join(workflow.basedir, "config.yaml"), encoding="utf-8"
+        ) as handle:
+            default = resolve_config(yaml.safe_load(handle))
+        shaping = {*experiment_files(), "spectra"}
+        return [
+            key
+            for key in differences(config, default)
+            if key.split(".")[0] in shaping and ".figures." not in f".{key}."
+        ]
+
     localrules:
         write_cache,
 
@@ -68,5 +97,15 @@ else:
         threads: job_threads("write_cache")
         resources:
             **job_resources("write_cache"),
+        params:
+            grid=json.dumps(
+                {
+                    run_tables(section)["runs"]: sweep_values(config, section)
+                    for section in TRAINED_TABLES
+                    if config[section]["enabled"]
+                }
+            ),
+            changes=" ".join(default_config_changes()),
         shell:
-            "python -m wdrank write-cache {input} --out {output} > {log} 2>&1"
+            "python -m wdrank write-cache {input} --out {output} --grid {params.grid:q}"
+            " --config-changes {params.changes} > {log} 2>&1"

@@ -48,10 +48,19 @@ def _provenance(args: argparse.Namespace) -> None:
 
 
 def _write_cache(args: argparse.Namespace) -> None:
-    from wdrank.aggregate import write_gzip_copy
+    import json
+
+    from wdrank.aggregate import grid_mismatches, write_gzip_copy
 
     if len(args.tables) != len(args.out):
         raise ValueError(f"{len(args.tables)} tables but {len(args.out)} --out paths: give one per table")
+    if args.config_changes:
+        raise ValueError("the committed cache holds the default run (config.yaml as committed), but this run's "
+                         f"config differs in {', '.join(args.config_changes)}: nothing written")
+    mismatches = [line for table, axes in json.loads(args.grid).items() for line in grid_mismatches(table, axes)]
+    if mismatches:
+        raise ValueError("the result tables are not the configured grid (" + "; ".join(mismatches) + "): run the "
+                         "workflow to the end first; nothing written")
     for table, target in zip(args.tables, args.out, strict=True):
         write_gzip_copy(table, target)
 
@@ -82,3 +91,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser = add_command(commands, "write-cache", COMMANDS["write-cache"], _write_cache)
     parser.add_argument("tables", nargs="+", help="result tables (CSV)")
     parser.add_argument("--out", nargs="+", required=True, help="the gzipped copy of each table, in the same order")
+    parser.add_argument("--grid", default="{}", help="JSON {runs table: {axis: configured values}}: refused unless "
+                        "each table holds exactly that grid")
+    parser.add_argument("--config-changes", nargs="*", default=[], metavar="KEY",
+                        help="config keys that differ from the committed default: refused if any")

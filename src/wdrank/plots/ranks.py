@@ -10,7 +10,7 @@ import pandas as pd
 import seaborn as sns
 
 from wdrank.plots.style import apply_theme, figure_size, integer_axis
-from wdrank.statistics import metric_summary
+from wdrank.statistics import metric_summary, resolved
 
 INTERVALS_NOTE = r"bars: 95% interval over seeds; *: differs from $\lambda=0$ (paired by seed, 95%)"
 
@@ -39,16 +39,16 @@ def weight_decay_axis(ax, values) -> None:
 def mean_with_intervals(ax, per_run: pd.DataFrame, axis: str, value: str, positions: dict | None = None,
                         marker: str = "o") -> None:
     """The mean of `value` over seeds at each `axis` value (one row per run), with its 95% t interval as bars, and a
-    '*' over each mean whose paired difference from the smallest `axis` value (seed by seed) has an interval that
-    excludes 0 (`wdrank.statistics.metric_summary`). `positions` maps axis values to x (categorical axes)."""
+    '*' over each mean whose paired difference from the smallest `axis` value (seed by seed) is resolved: its
+    interval excludes 0 and p < 0.05 (`wdrank.statistics.resolved`). `positions` maps axis values to x (categorical axes)."""
     summary = metric_summary(per_run, [value], axis)
     x = summary[axis].map(positions) if positions else summary[axis]
     bars = np.nan_to_num(np.abs(summary[["ci_low", "ci_high"]].to_numpy().T - summary["mean"].to_numpy()))
     ax.errorbar(x, summary["mean"], yerr=bars, color="black", marker=marker, markersize=3, linewidth=1, capsize=2,
                 zorder=5)
     highest = np.fmax(summary["ci_high"], per_run.groupby(axis)[value].max().to_numpy())  # above interval and seeds
-    resolved = (summary["difference_ci_high"] < 0) | (summary["difference_ci_low"] > 0)
-    for x_value, top in zip(x[resolved], highest[resolved], strict=True):
+    marked = resolved(summary["difference_ci_low"], summary["difference_ci_high"], summary["p_value"])
+    for x_value, top in zip(x[marked], highest[marked], strict=True):
         ax.annotate("*", (x_value, top), ha="center", va="bottom")
 
 
