@@ -202,6 +202,20 @@ def tiny_gpt2_in_memory(seed=0):
                                       bos_token_id=0, eos_token_id=0))
 
 
+@pytest.mark.parametrize("dtype, stored", [(torch.bfloat16, "BF16"), (torch.float16, "F16")])
+def test_half_precision_safetensors_audit_exactly_like_their_values_in_float64(tmp_path, dtype, stored):
+    """A model saved in bfloat16 or float16 (as most hub checkpoints are): read from the file, widened exactly."""
+    model = tiny_gpt2_in_memory().to(dtype)
+    model.save_pretrained(tmp_path / "half")
+    header = json.loads((tmp_path / "half/model.safetensors").read_bytes()[8:][:int.from_bytes(
+        (tmp_path / "half/model.safetensors").read_bytes()[:8], "little")])
+    assert header["transformer.h.0.attn.c_attn.weight"]["dtype"] == stored
+    table = audit_model(tmp_path / "half")
+    exact = audit_model({name: value.double() for name, value in model.state_dict().items()}, config=model.config)
+    for column in ("nuclear_norm", "frobenius_side", "balance_discrepancy"):
+        np.testing.assert_allclose(table[column], exact[column], rtol=1e-12, err_msg=column)
+
+
 def test_only_weight_files_are_read_and_old_pickles_load(tmp_path):
     """A Trainer folder: pytorch_model.bin beside training_args.bin (an arbitrary pickle, refused if it were read);
     a legacy (pre-zip) pickle loads with weights_only=True, without mmap."""
