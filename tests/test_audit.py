@@ -4,6 +4,7 @@ dense SVD on the packaged MiniLM."""
 
 import json
 import shutil
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -299,9 +300,12 @@ def test_a_folder_of_checkpoints_gives_a_trajectory_table_and_figure(tmp_path, c
 
 def cli_error(capsys, *argv):
     capsys.readouterr()  # what building the inputs printed
-    assert main(["audit", *argv, "--quiet"]) == 1
+    with warnings.catch_warnings(record=True) as printed:  # outside pytest, each would be more lines on stderr
+        warnings.simplefilter("always")
+        assert main(["audit", *argv, "--quiet"]) == 1
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("wdrank audit: error: "), lines
+    assert not printed, [str(warning.message) for warning in printed]
     return lines[0]
 
 

@@ -97,7 +97,8 @@ class LayerFactors:
     def statistics(self, rank_thresholds: tuple[float, ...]) -> dict[str, np.ndarray]:
         """`wdrank.spectra.summarize_grams` of every head, from per-head Gram matrices; ValueError naming the
         tensors where a Gram matrix is not finite (NaN or inf weights, or weights too large to square)."""
-        grams = self.first.grams(), self.second.grams()
+        with np.errstate(over="ignore", invalid="ignore"):  # reported below, naming the tensor
+            grams = self.first.grams(), self.second.grams()
         for gram, name in zip(grams, self.names, strict=True):
             if not np.isfinite(gram).all():
                 raise ValueError(f"{name} (layer {self.layer}, {self.product}) holds NaN or infinite values, or values "
