@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from conftest import TINY, snakemake
 from wdrank.aggregate import collect_learning_curves
 from wdrank.checkpoint import list_checkpoints
 from wdrank.experiments.training import run_decays, run_training
@@ -81,6 +82,27 @@ def test_a_resumed_run_and_a_run_tracked_after_it_finished_show_every_step_once(
     train(tmp_path / "untracked")
     train(tmp_path / "untracked", tmp_path / "tb_later")
     assert_same_curves(events(tmp_path / "tb_later")[0], logged(tmp_path / "untracked"))
+
+
+@pytest.mark.e2e
+def test_with_tracking_on_the_workflow_writes_each_runs_events_beside_its_learning_curve(tmp_path):
+    """The tiny toy grid through the workflow with `tracking: tensorboard`: one event folder per run, holding its
+    metrics.jsonl; the learning-curves table and figure as without tracking."""
+    config = {section: {"enabled": False} for section in ("factorized", "language_model", "vision_transformer",
+                                                           "scalar_pair", "audit")}
+    config.update(toy_transformer=TINY["toy_transformer"], tracking="tensorboard")
+    result = snakemake(tmp_path, config=config)
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = sorted((tmp_path / "results/toy/runs").glob("wd_attn~*/seed~0"))
+    assert [run.parent.name for run in runs] == ["wd_attn~0.0", "wd_attn~1.0"]
+    for run in runs:
+        tracked = tmp_path / "results/tensorboard/toy" / run.relative_to(tmp_path / "results/toy/runs")
+        scalars, hparams = events(tracked)
+        assert_same_curves(scalars, logged(run))
+        assert hparams
+    table = pd.read_csv(tmp_path / "results/tables/fig2_toy_learning_curves.csv")
+    assert sorted(table["wd_attn"].unique()) == [0.0, 1.0] and table["train_loss"].notna().sum() == 2 * 6
+    assert (tmp_path / "results/figures/learning_curves_toy.png").stat().st_size > 20_000
 
 
 def test_learning_curves_table_pairs_each_log_with_its_runs_sweep_point(tmp_path):
