@@ -45,7 +45,6 @@ if config["container"]:
     container: config["container"]
 
 
-
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/factorized.smk"

@@ -2,10 +2,7 @@
 #   snakemake --cores all --config from_cache=True    # every figure and derived table, no training, in seconds
 #   snakemake --cores 1 write_cache                    # after a full run: refresh the cache from results/tables/
 
-import yaml
-
 from wdrank.aggregate import tables_differing_from_cache
-from wdrank.config import differences
 
 CACHE_DIR = "results/cache"
 # names of the tables (results/tables/<name>.csv) every figure is drawn from
@@ -64,21 +61,6 @@ if config["from_cache"]:
     ruleorder: restore_cached_table > audit_trajectory
 
 else:
-
-    def default_config_changes():
-        """The keys that shape the cached tables (experiments and spectra, not their figure options) in which this
-        run's config differs from the committed config.yaml: write_cache refuses to cache such a run.
-        """
-        with open(
-            os.path.join(workflow.basedir, "config.yaml"), encoding="utf-8"
-        ) as handle:
-            default = resolve_config(yaml.safe_load(handle))
-        shaping = {*experiment_files(), "spectra"}
-        return [
-            key
-            for key in differences(config, default)
-            if key.split(".")[0] in shaping and ".figures." not in f".{key}."
-        ]
 
     localrules:
         write_cache,

@@ -1,7 +1,9 @@
 import pandas as pd
+import yaml
 from snakemake.utils import Paramspace
 
 from wdrank.code import source_files
+from wdrank.config import differences
 from wdrank.experiments import sweep_values
 from wdrank.fetch import fetched_path
 from wdrank.hub import TOKENIZER_FILES, is_local
@@ -385,4 +387,20 @@ def enabled_files(kind):
         for section, files in experiment_files().items()
         if config[section]["enabled"]
         for path in files[kind]
+    ]
+
+
+def default_config_changes():
+    """The keys that shape the cached tables (experiments and spectra, not their figure options) in which this
+    run's config differs from the committed config.yaml: write_cache refuses to cache such a run.
+    """
+    with open(
+        os.path.join(workflow.basedir, "config.yaml"), encoding="utf-8"
+    ) as handle:
+        default = resolve_config(yaml.safe_load(handle))
+    shaping = {*experiment_files(), "spectra"}
+    return [
+        key
+        for key in differences(config, default)
+        if key.split(".")[0] in shaping and ".figures." not in f".{key}."
     ]
