@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+
 def require_tensorboard() -> None:
     """Fail before any work where tracking is asked for but TensorBoard's writer cannot be imported."""
     try:
