@@ -87,7 +87,8 @@ else:
                     if config[section]["enabled"]
                 }
             ),
-            changes=" ".join(default_config_changes()),
+            # a function: the committed config.yaml is read only when write_cache runs
+            changes=lambda wildcards: " ".join(default_config_changes()),
         shell:
             "python -m wdrank write-cache {input} --out {output} --grid {params.grid:q}"
             " --config-changes {params.changes} > {log} 2>&1"
