@@ -479,7 +479,7 @@ def test_snakefiles_are_snakefmt_formatted():
 
 FIGURE_RULES = {"fig1_factorized_matrices", "fig3_lm_rank_per_head", "figA_lm_rank_all_layers", "lm_rank_vs_step",
                 "lm_rank_and_perplexity", "fig3_vit_rank", "figA_vit_rank_heatmap", "fig2_toy_transformer",
-                "figA_scalar_pair_trajectories", "fig4_audit"}
+                "figA_scalar_pair_trajectories", "fig4_audit", "learning_curves"}
 
 
 @pytest.mark.e2e
@@ -511,6 +511,7 @@ def test_editing_the_code_of_a_figure_reruns_exactly_its_jobs(tmp_path):
     assert jobs_after_editing("plots/vit.py") == {"fig3_vit_rank", "figA_vit_rank_heatmap"}
     assert jobs_after_editing("plots/lm.py") == {"fig3_lm_rank_per_head", "figA_lm_rank_all_layers",
                                                   "lm_rank_vs_step", "lm_rank_and_perplexity"}
+    assert jobs_after_editing("plots/curves.py") == {"learning_curves"}
     assert jobs_after_editing("plots/style.py") == FIGURE_RULES
     assert jobs_after_editing("tables.py") == {"table1_lm_perplexity", "table_lm_rank", "table_fig3_vit_rank",
                                                "fig4_audit_summary"}
