@@ -2,8 +2,6 @@
 #   snakemake --cores all --config from_cache=True    # every figure and derived table, no training, in seconds
 #   snakemake --cores 1 write_cache                    # after a full run: refresh the cache from results/tables/
 
-from wdrank.aggregate import tables_differing_from_cache
-
 CACHE_DIR = "results/cache"
 # names of the tables (results/tables/<name>.csv) every figure is drawn from
 CACHED = [
@@ -22,6 +20,8 @@ if config["from_cache"]:
         )
     # A restore never replaces a result of a real run: cached and real tables share their paths (every figure rule
     # reads one place), so where a table differs from its cached copy, nothing starts.
+    from wdrank.aggregate import tables_differing_from_cache
+
     real = tables_differing_from_cache(list(zip(CACHE_FILES, CACHED_TABLES)))
     if real:
         sys.exit(
