@@ -81,6 +81,13 @@ def collect_summaries(paths: Sequence[str | Path]) -> pd.DataFrame:
     return pd.DataFrame([read_summary(path)["row"] for path in paths])
 
 
+def led_by_sweep(table: pd.DataFrame, sweep: dict) -> pd.DataFrame:
+    """`table` with the run's sweep point (axis -> value, e.g. wd_attn, seed) as its leading columns, in place."""
+    for position, (axis, value) in enumerate(sweep.items()):
+        table.insert(position, axis, value)
+    return table
+
+
 def read_metrics_log(path: str | Path) -> pd.DataFrame:
     """A run's metrics.jsonl as one row per logged step: the training record (train_loss, lr, grad_norm) and the
     evaluation at that step (validation_loss, test_loss or eval_loss, ...) side by side, empty where not logged."""
@@ -102,10 +109,7 @@ def collect_learning_curves(summaries: Sequence[str | Path], metrics: Sequence[s
     for summary_path, metrics_path in zip(summaries, metrics, strict=True):
         if Path(summary_path).parent != Path(metrics_path).parent:
             raise ValueError(f"{metrics_path} is not the metrics log of the run {summary_path} belongs to")
-        table = read_metrics_log(metrics_path)
-        for position, (axis, value) in enumerate(read_summary(summary_path)["run"]["sweep"].items()):
-            table.insert(position, axis, value)
-        frames.append(table)
+        frames.append(led_by_sweep(read_metrics_log(metrics_path), read_summary(summary_path)["run"]["sweep"]))
     return pd.concat(frames, ignore_index=True)
 
 

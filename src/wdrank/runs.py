@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from wdrank.aggregate import read_summary
+from wdrank.aggregate import led_by_sweep, read_summary
 from wdrank.audit import audit_model
 
 
@@ -32,7 +32,4 @@ def run_spectra(summary_path: str | Path, rank_thresholds: tuple[float, ...]) ->
         table = audit_model(checkpoint["path"], rank_thresholds)
         table.insert(0, "step", checkpoint["step"])
         frames.append(table)
-    table = pd.concat(frames, ignore_index=True)
-    for position, (axis, value) in enumerate(run["sweep"].items()):
-        table.insert(position, axis, value)
-    return table
+    return led_by_sweep(pd.concat(frames, ignore_index=True), run["sweep"])

@@ -3,6 +3,8 @@ colour per weight decay (a line style per λ_MLP where that is swept too), every
 
 from __future__ import annotations
 
+import itertools
+
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
@@ -31,7 +33,7 @@ def plot_learning_curves(curves: pd.DataFrame, experiment: str) -> plt.Figure:
     styles = ["wd_mlp"] if "wd_mlp" in curves.columns and curves["wd_mlp"].nunique() > 1 else []
     decays = sorted(curves["wd_attn"].unique())
     palette = dict(zip(decays, sns.color_palette("viridis", len(decays)), strict=True))
-    dashes = dict(zip(sorted(curves[styles[0]].unique()) if styles else [None], ["-", "--", ":", "-."], strict=False))
+    dashes = dict(zip(sorted(curves[styles[0]].unique()) if styles else [None], itertools.cycle(["-", "--", ":", "-."])))
     panels = [("train_loss", "training loss"), (held_out, HELD_OUT[held_out]), ("lr", "learning rate")]
     fig, axes = plt.subplots(1, 3, figsize=figure_size(aspect=0.36))
     for ax, (column, label) in zip(axes, panels, strict=True):
