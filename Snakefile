@@ -53,6 +53,7 @@ include: "workflow/rules/toy.smk"
 include: "workflow/rules/vit.smk"
 include: "workflow/rules/runs.smk"
 include: "workflow/rules/audit.smk"
+include: "workflow/rules/products.smk"
 include: "workflow/rules/cache.smk"
 include: "workflow/rules/provenance.smk"
 

@@ -65,23 +65,23 @@ TINY_TABLES = sorted([
     "fig1_factorized_matrices.csv",
     "lm_runs.csv", "lm_head_spectra.csv", "table1_lm_perplexity.csv", "table1_lm_perplexity.md",
     "table1_lm_perplexity.tex", "lm_rank.csv", "lm_rank.md",
-    "vit_runs.csv", "vit_head_spectra.csv", "fig3_vit_rank.csv", "fig3_vit_rank.md",
-    "fig2_toy_runs.csv", "fig2_toy_head_spectra.csv",
+    "vit_runs.csv", "vit_head_spectra.csv", "vit_rank.csv", "vit_rank.md",
+    "toy_runs.csv", "toy_head_spectra.csv",
     "figA_scalar_pair_trajectories.csv",
-    "lm_learning_curves.csv", "vit_learning_curves.csv", "fig2_toy_learning_curves.csv",
+    "lm_learning_curves.csv", "vit_learning_curves.csv", "toy_learning_curves.csv",
     "audit_all-MiniLM-L6-v2.csv", "fig4_audit_summary.csv",
 ])
 # ... and the provenance of the runs behind each result table, and all of them in one table (wdrank.provenance).
 TINY_PROVENANCE = sorted([
     "fig1_factorized_matrices_provenance.csv", "lm_runs_provenance.csv", "vit_runs_provenance.csv",
-    "fig2_toy_runs_provenance.csv", "figA_scalar_pair_trajectories_provenance.csv",
+    "toy_runs_provenance.csv", "figA_scalar_pair_trajectories_provenance.csv",
     "audit_all-MiniLM-L6-v2_provenance.csv", "provenance.csv",
 ])
 TINY_FIGURES = sorted([
     "fig1_factorized_matrices.png",
     "fig3_lm_rank_per_head.png", "figA_lm_rank_all_layers.png", "lm_rank_vs_step.png", "lm_rank_and_perplexity.png",
     "fig3_vit_rank.png", "figA_vit_rank_heatmap.png",
-    "fig2_toy_transformer.png", "figA_scalar_pair_trajectories.png",
+    "toy_transformer.png", "figA_scalar_pair_trajectories.png",
     "fig4_audit_all-MiniLM-L6-v2.png",
     "learning_curves_lm.png", "learning_curves_vit.png", "learning_curves_toy.png",
 ])

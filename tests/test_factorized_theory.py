@@ -4,16 +4,8 @@ exact per-step factors (and its gradient-flow limit e^{-2ηλ} at small η)."""
 import numpy as np
 import pytest
 
-from wdrank.experiments.factorized import (
-    FactorizedRun,
-    balance_factors,
-    fitted_balance_rate,
-    objective,
-    objective_gradients,
-    predicted_singular_values,
-    rate_per_step_prediction,
-    simulate,
-)
+from wdrank.experiments.factorized import FactorizedRun, objective, objective_gradients, simulate
+from wdrank.theory import balance_factors, fitted_balance_rate, predicted_singular_values, rate_per_step_prediction
 
 
 def default_run(section, lam, seed):

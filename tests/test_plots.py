@@ -47,7 +47,7 @@ def assert_no_overlap(fig, ax, axis):
 @pytest.mark.parametrize("width", sorted(WIDTHS))
 def test_audit_of_a_two_layer_model_reads_at_print_size(width):
     set_width(width)
-    fig = plot_audit(small_audit(), "tiny")
+    fig = plot_audit(small_audit().assign(model="tiny"))
     scatter, _, ranks = fig.axes[:3]
     for axis in ("x", "y"):
         assert_no_overlap(fig, scatter, axis)

@@ -152,6 +152,6 @@ def test_every_result_of_the_tiny_run_says_what_produced_it(tiny_run):
     audit = provenance.read_table(tables / "audit_all-MiniLM-L6-v2_provenance.csv")
     assert audit["model"].tolist() == ["all-MiniLM-L6-v2"] and len(audit["inputs"][0]) == 16
     combined = provenance.read_table(tables / "provenance.csv")
-    assert set(combined["table"]) == {"fig1_factorized_matrices", "lm_runs", "vit_runs", "fig2_toy_runs",
+    assert set(combined["table"]) == {"fig1_factorized_matrices", "lm_runs", "vit_runs", "toy_runs",
                                       "figA_scalar_pair_trajectories", "audit_all-MiniLM-L6-v2"}
     assert (combined["differs"] == "").all() and (combined["torch"] == str(torch.__version__)).all()

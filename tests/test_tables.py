@@ -1,10 +1,12 @@
 """Table 1 and the rank tables: mean ± std over seeds, each λ_SA against λ_SA = 0 paired by seed, a best cell only
 where it is one beyond its intervals; CSV, Markdown and LaTeX."""
 
+import io
+
 import pandas as pd
 import pytest
 
-from wdrank.tables import lm_rank_table, perplexity_grid, rank_accuracy_table, write_perplexity_tables
+from wdrank.tables import lm_rank, perplexity_grid, table1_lm_perplexity, vit_rank
 
 # Two λ_MLP columns x two λ_SA rows x 3 seeds. Seed s adds 3s to every cell (its luck): paired by seed, λ_SA = 1
 # is 1.0 ± 0.1 below λ_SA = 0 at λ_MLP 0.1, and indistinguishable from it at λ_MLP 1.
@@ -43,15 +45,15 @@ def test_a_grid_of_one_cell_says_there_is_nothing_to_compare():
     assert not grid["best"].any() and verdict == "One cell only (λ_SA = 0, λ_MLP = 0.1): nothing to compare it with."
 
 
-def test_written_tables(tmp_path):
-    write_perplexity_tables(RUNS, tmp_path / "t1.csv", tmp_path / "t1.md", tmp_path / "t1.tex")
-    assert len(pd.read_csv(tmp_path / "t1.csv")) == 4
-    markdown = (tmp_path / "t1.md").read_text()
+def test_table1_as_csv_markdown_and_latex():
+    texts = table1_lm_perplexity(RUNS)
+    assert len(pd.read_csv(io.StringIO(texts["csv"]))) == 4
+    markdown = texts["md"]
     assert "**22.00 ± 3.00**" in markdown and "| 0 | 23.00 ± 2.95 | 29.00 ± 2.65 |" in markdown
     assert "| λ_SA − 0 \\ λ_MLP | 0.1 | 1 |" in markdown and "| 1 | −1.00 [−1.25, −0.75], p = 0.003 (0.003) |" \
         in markdown
     assert "3 seeds" in markdown and "paired t-test" in markdown
-    latex = (tmp_path / "t1.tex").read_text()
+    latex = texts["tex"]
     assert r"\toprule" in latex and r"\textbf{22.00 $\pm$ 3.00}" in latex and latex.count(r"\\") == 5
     assert r"\multicolumn{3}{l}{Paired difference from $\lambda_{SA} = 0$, 95\% interval, $p$ (Holm)} \\" in latex
 
@@ -66,13 +68,14 @@ def _spectra(rank_of) -> pd.DataFrame:
 
 def test_rank_tables_pair_runs_by_seed():
     spectra = _spectra(lambda a, s, p: (8 if a == 0 else 3 + s) - (p == "OV"))
-    lm = lm_rank_table(spectra, "rank_tol_0.01").set_index(["metric", "wd_attn"])
+    lm = pd.read_csv(io.StringIO(lm_rank(spectra, "rank_tol_0.01")["csv"])).set_index(["metric", "wd_attn"])
     assert lm.loc[("QK_rank_tol_0.01", 0), "mean"] == 8 and lm.loc[("OV_rank_tol_0.01", 3), "mean"] == 3
     assert lm.loc[("QK_rank_tol_0.01", 3), "difference"] == -4 and lm.loc[("QK_rank_tol_0.01", 3), "n_pairs"] == 3
 
     runs = pd.DataFrame({"wd_attn": [0, 0, 0, 3, 3, 3], "seed": [0, 1, 2] * 2,
                          "test_accuracy": [0.9, 0.8, 0.85, 0.8, 0.7, 0.75]})
-    vit = rank_accuracy_table(spectra.drop(columns="wd_mlp"), runs, "rank_tol_0.01").set_index(["metric", "wd_attn"])
+    vit = pd.read_csv(io.StringIO(vit_rank(spectra.drop(columns="wd_mlp"), runs, "rank_tol_0.01")["csv"]))
+    vit = vit.set_index(["metric", "wd_attn"])
     accuracy = vit.loc[("test_accuracy", 3)]
     assert accuracy["difference"] == pytest.approx(-0.1) and accuracy["difference_ci_high"] == pytest.approx(-0.1)
     assert set(vit.index.get_level_values("metric")) == {"QK_rank_tol_0.01", "OV_rank_tol_0.01", "test_accuracy"}

@@ -7,13 +7,15 @@ import pandas as pd
 import pytest
 import torch
 
-from wdrank.experiments.scalar_pair import ScalarPairRun, l2_optimum, simulate
+from wdrank.experiments import toy
+from wdrank.experiments.scalar_pair import ScalarPairRun, simulate
 from wdrank.experiments.toy import InContextRegression
 from wdrank.experiments.training import run_decays, run_training
 from wdrank.heads import attention_factors
 from wdrank.models.toy import ToyShape, build_toy
 from wdrank.recording import fitted_decay_rate
 from wdrank.runs import run_spectra
+from wdrank.theory import l2_optimum
 
 SHAPE = ToyShape(x_dim=3, n_layer=2, d_model=12, n_head=2, d_head=6)
 
@@ -21,7 +23,7 @@ SHAPE = ToyShape(x_dim=3, n_layer=2, d_model=12, n_head=2, d_head=6)
 def train_toy(tmp_path, lam, **train):
     """One toy run through the pipeline's own path (train, then the spectra step); returns (summary, spectra)."""
     settings = {"model": asdict(SHAPE), "train": {"batch_size": 32, "context": 8, "wd_other": 0.0, **train}}
-    summary = run_training("toy_transformer", settings, None, run_decays(settings["train"], lam, None), 0,
+    summary = run_training(toy, settings, None, run_decays(settings["train"], lam, None), 0,
                            tmp_path / "summary.json", tmp_path / "metrics.jsonl", tmp_path / "ckpt", progress=False)
     return summary, run_spectra(tmp_path / "summary.json", (0.01,))
 

@@ -12,6 +12,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from conftest import TINY, snakemake
 from wdrank.aggregate import collect_learning_curves
 from wdrank.checkpoint import list_checkpoints
+from wdrank.experiments import toy
 from wdrank.experiments.training import run_decays, run_training
 from wdrank.models.toy import ToyShape
 
@@ -22,7 +23,7 @@ SETTINGS = {"model": asdict(SHAPE), "train": {"batch_size": 16, "context": 6, "w
 
 def train(run, tensorboard=None):
     """A toy run of 60 steps (checkpoints at 0, 20, 40, 60) in folder `run`, tracked in `tensorboard` if given."""
-    return run_training("toy_transformer", SETTINGS, None, run_decays(SETTINGS["train"], 0.3, None), 1,
+    return run_training(toy, SETTINGS, None, run_decays(SETTINGS["train"], 0.3, None), 1,
                         run / "summary.json", run / "metrics.jsonl", run / "ckpt", progress=False,
                         tensorboard_dir=tensorboard)
 
@@ -100,7 +101,7 @@ def test_with_tracking_on_the_workflow_writes_each_runs_events_beside_its_learni
         scalars, hparams = events(tracked)
         assert_same_curves(scalars, logged(run))
         assert hparams
-    table = pd.read_csv(tmp_path / "results/tables/fig2_toy_learning_curves.csv")
+    table = pd.read_csv(tmp_path / "results/tables/toy_learning_curves.csv")
     assert sorted(table["wd_attn"].unique()) == [0.0, 1.0] and table["train_loss"].notna().sum() == 2 * 6
     assert (tmp_path / "results/figures/learning_curves_toy.png").stat().st_size > 20_000
 

@@ -362,7 +362,7 @@ def test_the_loop_reads_device_values_only_at_log_steps(tmp_path, monkeypatch):
 
 
 def test_micro_batches_that_do_not_divide_the_batch_are_refused():
-    with pytest.raises(ValueError, match="micro_batch_size 3 does not divide the per-process batch 4"):
+    with pytest.raises(ValueError, match="micro_batch_size 3: allowed a divisor of the per-process batch 4"):
         Schedule(steps=1, batch_size=8, micro_batch_size=3).micro_batches(rank=1, world_size=2)
     assert Schedule(steps=1, batch_size=8, micro_batch_size=2).micro_batches(rank=1, world_size=2) == [
         slice(4, 6), slice(6, 8)]

@@ -13,6 +13,7 @@ from wdrank.data.images import (
     Augmentation, ImageSplit, epoch_indices, load_split, prepare_images, read_idx, read_idx_folder, read_mnist_5k,
     stratified_split,
 )
+from wdrank.experiments import vit
 from wdrank.experiments.training import run_decays, run_training
 from wdrank.heads import attention_factors
 from wdrank.models.vit import ViTShape, build_vit
@@ -177,7 +178,7 @@ def test_short_run_learns_and_decay_lowers_rank(tmp_path):
     ranks = {}
     for wd in (0.0, 30.0):
         run = tmp_path / f"r{wd}"
-        summary = run_training("vision_transformer", settings, tmp_path / "data", run_decays(settings["train"], wd, None),
+        summary = run_training(vit, settings, tmp_path / "data", run_decays(settings["train"], wd, None),
                                0, run / "summary.json", run / "metrics.jsonl", tmp_path / f"c{wd}", progress=False)
         spectra = run_spectra(run / "summary.json", (0.01,))
         assert sorted(spectra["step"].unique()) == [0, 20, 40] and len(spectra) == 3 * 2 * 2 * 2

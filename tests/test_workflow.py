@@ -70,9 +70,9 @@ def test_tiny_language_model_grid(tiny_run):
 
 @pytest.mark.e2e
 def test_tiny_toy_transformer_and_scalar_pair(tiny_run):
-    runs = pd.read_csv(tiny_run / "results/tables/fig2_toy_runs.csv")
+    runs = pd.read_csv(tiny_run / "results/tables/toy_runs.csv")
     assert sorted(runs["wd_attn"]) == [0.0, 1.0] and np.isfinite(runs["eval_loss"]).all()
-    spectra = pd.read_csv(tiny_run / "results/tables/fig2_toy_head_spectra.csv")
+    spectra = pd.read_csv(tiny_run / "results/tables/toy_head_spectra.csv")
     assert set(spectra["product"]) == {"QK", "OV"} and spectra["step"].max() == 60 and spectra["step"].min() == 0
     assert (spectra["balance_discrepancy"] >= 0).all() and spectra["rank_tol_0.01"].between(0, 4).all()
     pair = pd.read_csv(tiny_run / "results/tables/figA_scalar_pair_trajectories.csv")
@@ -87,10 +87,10 @@ def test_tiny_vision_transformer_sweep(tiny_run):
     assert sorted(runs["wd_attn"]) == [0.0, 10.0] and (runs["test_accuracy"] > 0.2).all()  # chance: 0.1
     spectra = pd.read_csv(tiny_run / "results/tables/vit_head_spectra.csv")
     assert sorted(spectra["step"].unique()) == [0, 50, 100, 150] and len(spectra) == 2 * 4 * 2 * 2 * 2
-    summary = pd.read_csv(tiny_run / "results/tables/fig3_vit_rank.csv").set_index(["metric", "wd_attn"])
+    summary = pd.read_csv(tiny_run / "results/tables/vit_rank.csv").set_index(["metric", "wd_attn"])
     assert sorted(set(summary.index.get_level_values("wd_attn"))) == [0.0, 10.0] and (summary["n_seeds"] == 1).all()
     assert summary.loc[("OV_rank_tol_0.01", 10.0), "difference"] < 0  # paired with λ = 0 by the one seed
-    assert "| λ_SA | QK rank | OV rank | test accuracy |" in (tiny_run / "results/tables/fig3_vit_rank.md").read_text()
+    assert "| λ_SA | QK rank | OV rank | test accuracy |" in (tiny_run / "results/tables/vit_rank.md").read_text()
     manifest = json.loads((tiny_run / "resources/vit/mnist_5k/manifest.json").read_text())
     assert manifest["sizes"] == {"train": 4000, "test": 1000} and manifest["num_classes"] == 10
     for name in ("fig3_vit_rank", "figA_vit_rank_heatmap"):
@@ -167,7 +167,7 @@ def test_html_report_lists_every_figure(tiny_run):
     report = (tiny_run / "report.html").read_text()
     figures = sorted(p.name for p in (tiny_run / "results/figures").glob("*.png"))
     assert figures == TINY_FIGURES
-    for name in figures + ["table1_lm_perplexity.csv", "fig3_vit_rank.csv", "fig4_audit_summary.csv", "provenance.csv"]:
+    for name in figures + ["table1_lm_perplexity.csv", "vit_rank.csv", "fig4_audit_summary.csv", "provenance.csv"]:
         assert name in report, name
     assert "{{" not in report  # every caption template was rendered
 
@@ -245,7 +245,7 @@ def test_figures_rebuild_from_the_committed_cache_without_training(tmp_path, def
                        str(REPO / "config.yaml"), "--config", "from_cache=True")
     assert report.returncode == 0, report.stderr[-3000:]
     html = (tmp_path / "report.html").read_text()
-    for name in default_figures(default_config) + ["table1_lm_perplexity.csv", "fig3_vit_rank.csv",
+    for name in default_figures(default_config) + ["table1_lm_perplexity.csv", "vit_rank.csv",
                                                    "fig4_audit_summary.csv", "provenance.csv"]:
         assert name in html, name
     assert "{{" not in html
@@ -513,6 +513,6 @@ def test_editing_the_code_of_a_figure_reruns_exactly_its_jobs(tmp_path):
                                                   "lm_rank_vs_step", "lm_rank_and_perplexity"}
     assert jobs_after_editing("plots/curves.py") == {"learning_curves"}
     assert jobs_after_editing("plots/style.py") == FIGURE_RULES
-    assert jobs_after_editing("tables.py") == {"table1_lm_perplexity", "table_lm_rank", "table_fig3_vit_rank",
+    assert jobs_after_editing("tables.py") == {"table1_lm_perplexity", "lm_rank", "vit_rank",
                                                "fig4_audit_summary"}
     assert jobs_after_editing("train.py") == set()  # nothing: no figure or table runs training code

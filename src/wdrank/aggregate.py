@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from wdrank.io import atomic_path
+from wdrank.summary import read_summary
 
 RUN_METADATA_KEY = b"wdrank.run"
 PROVENANCE_METADATA_KEY = b"wdrank.provenance"
@@ -63,20 +64,8 @@ def write_csv(table: pd.DataFrame, path: str | Path) -> None:
         table.to_csv(tmp, index=False, float_format="%.10g")
 
 
-def read_summary(path: str | Path) -> dict:
-    """The summary.json of a finished run, with an error naming the file if it is not one."""
-    try:
-        summary = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path}: cannot read the summary of a run: {error}") from error
-    if not isinstance(summary, dict) or not {"row", "run", "session", "provenance"} <= set(summary):
-        raise ValueError(f"{path}: not the summary.json of a finished run of this wdrank (it needs row, run, session "
-                         "and provenance)")
-    return summary
-
-
 def collect_summaries(paths: Sequence[str | Path]) -> pd.DataFrame:
-    """One row per run: the `row` of each summary.json (layout: `wdrank.runs`). The session's machine and speed stay
+    """One row per run: the `row` of each summary.json (layout: `wdrank.summary`). The session's machine and speed stay
     out, so that the table is identical across machines and reruns."""
     return pd.DataFrame([read_summary(path)["row"] for path in paths])
 

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from wdrank.heads import LayerFactors, attention_factors
+from wdrank.heads import LayerFactors, attention_factors, timm_blocks_config
 
 def audit_model(model: Any, rank_thresholds: Iterable[float] | None = None, n_head: int | None = None,
                 config: Mapping | Any | None = None, hub_cache: str | Path | None = None, threads: int | None = None,
@@ -91,8 +91,7 @@ def _module_config(module: Any) -> dict:
         return module.config.to_dict()
     blocks = getattr(module, "blocks", None)
     if blocks is not None and hasattr(blocks[0], "attn") and hasattr(blocks[0].attn, "qkv"):
-        return {"model_type": "timm_vit", "n_head": blocks[0].attn.num_heads, "n_layer": len(blocks),
-                "d_model": blocks[0].attn.qkv.in_features}
+        return timm_blocks_config(blocks)
     raise ValueError(f"a {type(module).__name__} has no transformers config and is not a timm ViT: pass config=")
 
 

@@ -98,10 +98,6 @@ def list_checkpoints(directory: str | Path) -> list[Path]:
                   if CHECKPOINT_NAME.fullmatch(p.name) and (p / STATE).is_file())
 
 
-def checkpoint_step(path: str | Path) -> int:
-    return int(Path(path).name.removeprefix(STEP_PREFIX))
-
-
 @contextmanager
 def _naming_failures(path: Path) -> Iterator[None]:
     """Turn any failure while writing the checkpoint file `path` (OSError, safetensors' own errors) into a

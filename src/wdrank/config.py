@@ -17,7 +17,8 @@ from typing import Any
 import jsonschema
 import yaml
 
-from wdrank.experiments import SWEEPS, sweep_values
+from wdrank.batches import split_problem
+from wdrank.sweeps import SWEEPS, TRAINED, sweep_values
 
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 
@@ -187,25 +188,22 @@ def _audit_name_errors(config: dict[str, Any]) -> list[str]:
 
 # Side of the images of the sources that ship digits (the size a ViT's patches must divide unless image_size is set).
 DIGIT_SIZE = {"mnist_5k": 28, "fashion_mnist": 28}
-# The rule that trains each experiment with micro-batches: its resources say how many GPUs (processes) share a batch.
-TRAINING_RULES = {"language_model": "lm_train", "vision_transformer": "vit_train"}
 
 
 def _batch_errors(config: dict[str, Any]) -> list[str]:
-    """The global batch must split evenly over the training processes, and each share into micro-batches."""
+    """The global batch must split evenly over the training processes (the GPUs of the experiment's training rule),
+    and each share into micro-batches (`wdrank.batches.split_problem`)."""
     errors = []
     resources = config.get("resources", {})
-    for section, rule in TRAINING_RULES.items():
+    for section in ("language_model", "vision_transformer"):
+        rule = TRAINED[section].training_rule
         train = config.get(section, {}).get("train", {})
-        batch, micro = train.get("batch_size", 1), train.get("micro_batch_size")
         processes = max(1, resources.get(rule, {}).get("gpu", resources.get("default", {}).get("gpu", 0)))
-        if batch % processes:
-            errors.append(f"config key '{section}.train.batch_size': got {batch}, allowed: a multiple of the "
-                          f"{processes} processes of resources.{rule}.gpu")
-        elif micro and (batch // processes) % micro:
-            errors.append(f"config key '{section}.train.micro_batch_size': got {micro}, allowed: a divisor of the "
-                          f"per-process batch {batch // processes} ({section}.train.batch_size {batch} over "
-                          f"{processes} process{'es' if processes > 1 else ''})")
+        problem = split_problem(train.get("batch_size", 1), processes, train.get("micro_batch_size"))
+        if problem is not None:
+            key, allowed = problem
+            where = f" of resources.{rule}.gpu" if key == "batch_size" else ""
+            errors.append(f"config key '{section}.train.{key}': got {train[key]}, allowed: {allowed}{where}")
     return errors
 
 

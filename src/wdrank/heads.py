@@ -248,6 +248,16 @@ ARCHITECTURES: dict[str, Attention] = {
 }
 
 
+def timm_vit_config(n_head: int, n_layer: int, d_model: int, **extra: Any) -> dict:
+    """The config `attention_factors` reads for a timm VisionTransformer's weights (fused qkv, then proj)."""
+    return {"model_type": "timm_vit", "n_head": n_head, "n_layer": n_layer, "d_model": d_model, **extra}
+
+
+def timm_blocks_config(blocks: Any, **extra: Any) -> dict:
+    """`timm_vit_config` of a timm VisionTransformer's blocks (a model's own, or one built on the meta device)."""
+    return timm_vit_config(blocks[0].attn.num_heads, len(blocks), blocks[0].attn.qkv.in_features, **extra)
+
+
 def _config_int(config: Mapping, keys: tuple[str, ...], what: str) -> int:
     for key in keys:
         if config.get(key) is not None:

@@ -13,7 +13,8 @@ import os
 import re
 from pathlib import Path
 
-REPO_TYPES = ("dataset", "model")
+# What the rule hub_download fetches: a dataset, a model (a tokenizer), or a model's config and weights only.
+REPO_TYPES = ("dataset", "model", "weights")
 # What a tokenizer needs from a model repository (tokenizer.json is what `wdrank.data.text` reads).
 TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]
 

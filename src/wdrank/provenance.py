@@ -24,8 +24,9 @@ from pathlib import Path
 import pandas as pd
 
 from wdrank import __version__
-from wdrank.aggregate import read_run_provenance, read_run_settings, read_summary, write_csv
-from wdrank.experiments import SWEEPS
+from wdrank.aggregate import read_run_provenance, read_run_settings, write_csv
+from wdrank.summary import read_summary
+from wdrank.sweeps import SWEEPS
 from wdrank.fetch import sha256_of
 
 # The libraries whose versions can change results (Python's version is recorded too).

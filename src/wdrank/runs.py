@@ -1,13 +1,4 @@
-"""A finished training run on disk: its summary.json, and the per-head spectra of its checkpoints.
-
-Every trained experiment writes the same summary.json (`wdrank.experiments.training.run_training`):
-
-    row      the run's line in its experiment's runs table: weight decays, seed and scores, identical on any machine
-    run      experiment, sweep point, settings, resolved model shape, parameter groups (role -> weight decay, tensor
-             and parameter counts, names), checkpoints (step, folder)
-    session  this session's wall time, threads, device and speed (units/s, MFU): never part of a table
-    provenance  wdrank version and commit, library versions, machine, sha256 of the data (`wdrank.provenance`):
-             gathered into the experiment's provenance table, never part of a result table
+"""The per-head spectra of a finished training run's checkpoints (its record: `wdrank.summary`).
 
 Spectra are a step of their own, so that changing the rank thresholds never retrains anything, and a GPU job never
 spends its time on them. Each checkpoint folder is read like any model folder (`wdrank.audit`). Torch-free: the
@@ -20,8 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from wdrank.aggregate import led_by_sweep, read_summary
+from wdrank.aggregate import led_by_sweep
 from wdrank.audit import audit_model
+from wdrank.summary import read_summary
 
 
 def run_spectra(summary_path: str | Path, rank_thresholds: tuple[float, ...]) -> pd.DataFrame:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from wdrank.batches import split_problem
 from wdrank.optim import WeightDecays, build_optimizer
 
 
@@ -54,13 +55,12 @@ class Schedule:
             ValueError: if the processes or micro-batches do not divide the batch evenly (every micro-batch must
                 weigh the same in the mean gradient).
         """
-        if self.batch_size % world_size:
-            raise ValueError(f"train.batch_size {self.batch_size} is not divisible by {world_size} processes")
+        problem = split_problem(self.batch_size, world_size, self.micro_batch_size)
+        if problem is not None:
+            key, allowed = problem
+            raise ValueError(f"train.{key} {getattr(self, key)}: allowed {allowed}")
         share = self.batch_size // world_size
         micro = self.micro_batch_size or share
-        if share % micro:
-            raise ValueError(f"train.micro_batch_size {micro} does not divide the per-process batch {share} "
-                             f"(train.batch_size {self.batch_size} over {world_size} processes)")
         first = rank * share
         return [slice(start, start + micro) for start in range(first, first + share, micro)]
 

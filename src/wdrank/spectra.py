@@ -24,6 +24,8 @@ from numpy.typing import ArrayLike, DTypeLike
 # stack, measured on the development machine); smaller ones stay in NumPy so that short jobs never import torch.
 # (The audit of stored models takes the Gram route, `summarize_grams`, instead.)
 TORCH_QR_MIN_ELEMENTS = 1 << 22
+# The two products of an attention head, in the order every table and figure shows them: W_Q W_Kᵀ and W_V W_O.
+HEAD_PRODUCTS = ("QK", "OV")
 
 
 def _as_factors(a: ArrayLike, b: ArrayLike, dtype: DTypeLike) -> tuple[np.ndarray, np.ndarray]:

@@ -19,6 +19,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from wdrank.sweeps import SWEEPS, TRAINED
+from wdrank.spectra import HEAD_PRODUCTS
+
 CONFIDENCE = 0.95
 COLUMNS = ["n_pairs", "difference", "ci_low", "ci_high", "p_value"]
 
@@ -124,7 +127,8 @@ def better_beyond(comparisons: pd.DataFrame, lower_is_better: bool = True) -> pd
                     -1 if lower_is_better else 1)
 
 
-SWEEP_KEYS = ("wd_attn", "wd_mlp", "seed")
+# The sweep axes of the trained experiments (wd_attn, wd_mlp, seed): the columns that identify a run.
+SWEEP_KEYS = tuple(dict.fromkeys(axis for section in TRAINED for axis in SWEEPS[section]))
 
 
 def run_means(spectra: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -139,7 +143,7 @@ def run_ranks(spectra: pd.DataFrame, metric: str) -> pd.DataFrame:
     means = run_means(spectra, metric)
     keys = [key for key in SWEEP_KEYS if key in means.columns]
     wide = means.pivot_table(index=keys, columns="product", values=metric).reset_index()
-    return wide.rename(columns={"QK": f"QK_{metric}", "OV": f"OV_{metric}"})
+    return wide.rename(columns={product: f"{product}_{metric}" for product in HEAD_PRODUCTS})
 
 
 DIFFERENCE_COLUMNS = {"ci_low": "difference_ci_low", "ci_high": "difference_ci_high"}  # beside the mean's own

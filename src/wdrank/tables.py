@@ -3,11 +3,9 @@ rank and accuracy per λ, and the audit summary (Fig. 4) per model and product."
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 
-from wdrank.io import atomic_path
+from wdrank.spectra import HEAD_PRODUCTS
 from wdrank.statistics import beats_all, best_beyond_intervals, better_beyond, metric_summary, run_ranks
 
 
@@ -77,13 +75,10 @@ def _caption(grid: pd.DataFrame, verdict: str) -> tuple[str, bool]:
             "two-sided p of a paired t-test (Holm-adjusted within the column). " + verdict), with_n
 
 
-def write_perplexity_tables(runs: pd.DataFrame, csv: str | Path, markdown_path: str | Path, latex_path: str | Path
-                            ) -> None:
+def table1_lm_perplexity(runs: pd.DataFrame) -> dict[str, str]:
     """Table 1 as CSV (long: `perplexity_grid`), Markdown and LaTeX (rows λ_SA, columns λ_MLP; a second block of
     paired differences from λ_SA = 0; a best cell in bold only where it is one beyond its intervals)."""
     grid, verdict = perplexity_grid(runs)
-    with atomic_path(csv) as tmp:
-        grid.to_csv(tmp, index=False, float_format="%.6g")
     caption, with_n = _caption(grid, verdict)
     baseline = grid["wd_attn"].min()
 
@@ -95,8 +90,6 @@ def write_perplexity_tables(runs: pd.DataFrame, csv: str | Path, markdown_path: 
     lines += ["", f"| λ_SA − {baseline:g} \\ λ_MLP | {columns} |", rule]
     lines += [f"| {i:g} | " + " | ".join(row) + " |"
               for i, row in zip(differences.index, differences.values, strict=True)]
-    with atomic_path(markdown_path) as tmp:
-        tmp.write_text(caption + "\n\n" + "\n".join(lines) + "\n")
 
     def tex(frame: pd.DataFrame) -> pd.DataFrame:
         return frame.map(lambda c: c.replace("±", r"$\pm$").replace("−", "$-$").replace("+", "$+$"))
@@ -113,8 +106,9 @@ def write_perplexity_tables(runs: pd.DataFrame, csv: str | Path, markdown_path: 
     body += [f"{i:g} & " + " & ".join(row) + r" \\"
              for i, row in zip(differences.index, tex(differences).values, strict=True)]
     body += [r"\bottomrule", r"\end{tabular}"]
-    with atomic_path(latex_path) as tmp:
-        tmp.write_text("% " + caption + " Requires \\usepackage{booktabs}.\n" + "\n".join(body) + "\n")
+    return {"csv": grid.to_csv(index=False, float_format="%.6g"),
+            "md": caption + "\n\n" + "\n".join(lines) + "\n",
+            "tex": "% " + caption + " Requires \\usepackage{booktabs}.\n" + "\n".join(body) + "\n"}
 
 
 def summary_markdown(table: pd.DataFrame, axis: str = "wd_attn", labels: dict[str, str] | None = None) -> str:
@@ -149,13 +143,11 @@ SUMMARY_COLUMNS = ["mean", "std", "n_seeds", "ci_low", "ci_high", "n_pairs", "di
                    "difference_ci_high", "p_value", "p_holm"]
 
 
-def write_summary_tables(table: pd.DataFrame, csv: str | Path, markdown_path: str | Path,
-                         labels: dict[str, str] | None = None) -> None:
-    """A `metric_summary` table as CSV (long) and Markdown (`summary_markdown`)."""
-    with atomic_path(csv) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.10g")
-    with atomic_path(markdown_path) as tmp:
-        tmp.write_text(summary_markdown(table, labels=labels))
+def _summary_tables(table: pd.DataFrame, metric: str) -> dict[str, str]:
+    """A `metric_summary` table as CSV (long) and Markdown (`summary_markdown`), its rank columns labelled."""
+    labels = {f"{product}_{metric}": f"{product} rank" for product in HEAD_PRODUCTS}
+    labels["test_accuracy"] = "test accuracy"
+    return {"csv": table.to_csv(index=False, float_format="%.10g"), "md": summary_markdown(table, labels=labels)}
 
 
 def audit_summary(table: pd.DataFrame, model: str) -> pd.DataFrame:
@@ -175,14 +167,23 @@ def audit_summary(table: pd.DataFrame, model: str) -> pd.DataFrame:
     return summary
 
 
-def lm_rank_table(spectra: pd.DataFrame, metric: str) -> pd.DataFrame:
+def lm_rank(spectra: pd.DataFrame, rank_metric: str) -> dict[str, str]:
     """Language models: `metric_summary` of the per-run mean QK and OV rank (every head and layer, final step) per
     (λ_SA, λ_MLP), each λ_SA against λ_SA = 0 in its λ_MLP column."""
-    return metric_summary(run_ranks(spectra, metric), [f"QK_{metric}", f"OV_{metric}"], "wd_attn", ["wd_mlp"])
+    table = metric_summary(run_ranks(spectra, rank_metric), [f"{p}_{rank_metric}" for p in HEAD_PRODUCTS], "wd_attn",
+                           ["wd_mlp"])
+    return _summary_tables(table, rank_metric)
 
 
-def rank_accuracy_table(spectra: pd.DataFrame, runs: pd.DataFrame, metric: str) -> pd.DataFrame:
+def vit_rank(spectra: pd.DataFrame, runs: pd.DataFrame, rank_metric: str) -> dict[str, str]:
     """ViT: `metric_summary` per λ of the per-run mean QK and OV rank (`spectra`: the ViT head spectra) and of test
     accuracy (`runs`: one row per run), each λ against λ = 0."""
-    merged = run_ranks(spectra, metric).merge(runs[["wd_attn", "seed", "test_accuracy"]], on=["wd_attn", "seed"])
-    return metric_summary(merged, [f"QK_{metric}", f"OV_{metric}", "test_accuracy"], "wd_attn")
+    merged = run_ranks(spectra, rank_metric).merge(runs[["wd_attn", "seed", "test_accuracy"]], on=["wd_attn", "seed"])
+    table = metric_summary(merged, [*(f"{p}_{rank_metric}" for p in HEAD_PRODUCTS), "test_accuracy"], "wd_attn")
+    return _summary_tables(table, rank_metric)
+
+
+def fig4_audit_summary(tables: list[pd.DataFrame]) -> dict[str, str]:
+    """`audit_summary` of each audited model, one after the other."""
+    summary = pd.concat([audit_summary(table, table["model"].iloc[0]) for table in tables], ignore_index=True)
+    return {"csv": summary.to_csv(index=False, float_format="%.10g")}

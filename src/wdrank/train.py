@@ -28,9 +28,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from wdrank.checkpoint import (
-    checkpoint_step, discard_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint,
-)
+from wdrank.checkpoint import discard_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
 from wdrank.device import (
     Compute, Placement, any_process, autocast, mean_over_processes, move, place, synchronize, wait_for_all,
 )
@@ -38,6 +36,7 @@ from wdrank.metrics_log import MetricsLog
 from wdrank.preemption import Preempted, preemption_signals
 from wdrank.schedule import Schedule
 from wdrank.tracking import TensorBoardTracker
+from wdrank.trajectory import checkpoint_step
 
 TIMED_AFTER = 3  # steps of a session left out of the throughput (allocation, compilation)
 

@@ -16,8 +16,9 @@ import pandas as pd
 STEP = re.compile(r"(?:step|checkpoint)[-_]?(\d+)", re.IGNORECASE)
 
 
-def checkpoint_step(label: str) -> int | None:
-    """The training step a checkpoint's folder or revision name states, if it states one."""
+def checkpoint_step(label: str | Path) -> int | None:
+    """The training step a checkpoint's folder (wdrank's own step_000400 too) or revision name states, if any."""
+    label = str(label)
     match = STEP.search(Path(label).name if "@" not in label else label.rsplit("@", 1)[1])
     return int(match[1]) if match else None
 

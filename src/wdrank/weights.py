@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from wdrank.heads import timm_blocks_config, timm_vit_config
+
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth")
 # The weight files of a Hugging Face folder, safetensors preferred; each with the index that names its shards.
 FOLDER_WEIGHTS = (("model*.safetensors", "model.safetensors.index.json"),
@@ -242,7 +244,7 @@ def _timm_config(state: Mapping, n_head: int | None, path: Path) -> dict:
     n_head = n_head or d_model // 64  # ViTs use 64-dimensional heads (Ti/S/B/L), so that is the default
     if d_model % n_head:
         raise ValueError(f"{path}: {n_head} heads do not divide d_model {d_model} (--n-head)")
-    return {"model_type": "timm_vit", "n_head": n_head, "n_layer": n_layer, "d_model": d_model}
+    return timm_vit_config(n_head, n_layer, d_model)
 
 
 def _timm_folder_config(config: dict, path: Path) -> dict:
@@ -260,8 +262,7 @@ def _timm_folder_config(config: dict, path: Path) -> dict:
     if blocks is None or not hasattr(blocks[0], "attn") or not hasattr(blocks[0].attn, "qkv"):
         raise ValueError(f"{path}: timm architecture {config['architecture']!r} is not a VisionTransformer with "
                          f"fused qkv attention; supported: timm ViTs")
-    return {"model_type": "timm_vit", "n_head": blocks[0].attn.num_heads, "n_layer": len(blocks),
-            "d_model": blocks[0].attn.qkv.in_features, "architecture": config["architecture"]}
+    return timm_blocks_config(blocks, architecture=config["architecture"])
 
 
 def read_config(path: Path) -> dict:

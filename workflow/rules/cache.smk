@@ -58,7 +58,7 @@ if config["from_cache"]:
     ruleorder: restore_cached_table > learning_curves_table
     ruleorder: restore_cached_table > scalar_pair
     ruleorder: restore_cached_table > audit_model
-    ruleorder: restore_cached_table > audit_trajectory
+    ruleorder: restore_cached_table > audit_trajectory_table
 
 else:
 
@@ -83,7 +83,7 @@ else:
             grid=json.dumps(
                 {
                     run_tables(section)["runs"]: sweep_values(config, section)
-                    for section in TRAINED_TABLES
+                    for section in TRAINED
                     if config[section]["enabled"]
                 }
             ),

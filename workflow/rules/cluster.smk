@@ -36,7 +36,7 @@ def unfinished_cells():
         if not config[section]["enabled"] or config["from_cache"]:
             continue
         for point in sweep(section).instance_patterns:
-            summary = f"results/{TRAINED_DIRS[section]}/runs/{point}/summary.json"
+            summary = f"results/{EXPERIMENT_NAMES[section]}/runs/{point}/summary.json"
             log = f"logs/{rule_name}/{point}.log"
             if os.path.exists(log) and not os.path.exists(summary):
                 yield rule_name, point, log

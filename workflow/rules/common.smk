@@ -4,9 +4,10 @@ from snakemake.utils import Paramspace
 
 from wdrank.code import source_files
 from wdrank.config import differences
-from wdrank.experiments import sweep_values
+from wdrank.sweeps import TRAINED, sweep_values
 from wdrank.fetch import fetched_path
 from wdrank.hub import TOKENIZER_FILES, is_local
+from wdrank.products import PRODUCTS, option_values
 from wdrank.spectra import rank_column
 from wdrank.tracking import require_tensorboard
 
@@ -15,25 +16,11 @@ WDRANK_ENV = "../../envs/wdrank.yaml"
 # Rank thresholds as command-line arguments, and the rank column the figures show (the first threshold).
 RANK_THRESHOLDS = " ".join(map(str, config["spectra"]["rank_thresholds"]))
 RANK_METRIC = rank_column(config["spectra"]["rank_thresholds"][0])
-# Per trained experiment (config section): its folder under results/ and the name prefix of its two result tables.
-TRAINED_DIRS = {
-    "language_model": "lm",
-    "vision_transformer": "vit",
-    "toy_transformer": "toy",
-}
-TRAINED_TABLES = {
-    "language_model": "lm",
-    "vision_transformer": "vit",
-    "toy_transformer": "fig2_toy",
-}
-
-
-# The rule that trains each cell of a trained experiment (config section).
-TRAINING_RULES = {
-    "language_model": "lm_train",
-    "vision_transformer": "vit_train",
-    "toy_transformer": "toy_train",
-}
+# Per trained experiment (config section): its short name, the folder under results/ and the prefix of its result
+# tables (wdrank.experiments.TRAINED), and the rule that trains each of its runs.
+EXPERIMENT_NAMES = {section: trained.name for section, trained in TRAINED.items()}
+SECTION_OF_NAME = {name: section for section, name in EXPERIMENT_NAMES.items()}
+TRAINING_RULES = {section: trained.training_rule for section, trained in TRAINED.items()}
 # Training rules checkpoint and stop on SIGTERM: SLURM sends it `time_limit_warning` seconds before their time
 # limit, and the resubmitted job resumes (wdrank.train). SIGTERM, not SIGUSR1: SLURM signals every process of the
 # job step, and Snakemake's process there waits for its job on SIGTERM but dies on SIGUSR1. Part of the rule's own
@@ -51,7 +38,7 @@ CLUSTER_RULES = {
     *TRAINING_RULES.values(),
     "run_spectra",
     "audit_model",
-    "audit_trajectory",
+    "audit_trajectory_table",
 }
 # What a rule that runs on the submitting host still asks of Snakemake's own scheduling there.
 LOCAL_RESOURCES = {"cpus_per_task", "mem_mb"}
@@ -138,7 +125,7 @@ def tracking_option(section):
     """The training command's --tensorboard folder of a run (a pattern of its sweep wildcards), when tracking."""
     if config["tracking"] != "tensorboard":
         return ""
-    return f"--tensorboard results/tensorboard/{TRAINED_DIRS[section]}/{sweep(section).wildcard_pattern}"
+    return f"--tensorboard results/tensorboard/{EXPERIMENT_NAMES[section]}/{sweep(section).wildcard_pattern}"
 
 
 def run_settings(section):
@@ -153,33 +140,13 @@ def run_settings(section):
     return json.dumps(kept, sort_keys=True)
 
 
-def figure_files(name, caption, category):
-    """The two files of a figure; the PNG goes into the report with its caption (workflow/report/)."""
-    return {
-        "pdf": f"results/figures/{name}.pdf",
-        "png": report(
-            f"results/figures/{name}.png", caption=caption, category=category
-        ),
-    }
-
-
 def run_tables(section):
-    """The runs table (one row per run) and head-spectra table of a trained experiment."""
-    prefix = TRAINED_TABLES[section]
+    """The result tables of a trained experiment: runs (one row per run), head spectra and learning curves."""
+    name = EXPERIMENT_NAMES[section]
     return {
-        "runs": f"results/tables/{prefix}_runs.csv",
-        "spectra": f"results/tables/{prefix}_head_spectra.csv",
-    }
-
-
-def learning_curve_files(section):
-    """The learning-curves table of a trained experiment (every run's metrics log, cached) and its figure."""
-    return {
-        "table": f"results/tables/{TRAINED_TABLES[section]}_learning_curves.csv",
-        "figures": [
-            f"results/figures/learning_curves_{TRAINED_DIRS[section]}.{ext}"
-            for ext in ("pdf", "png")
-        ],
+        "runs": f"results/tables/{name}_runs.csv",
+        "spectra": f"results/tables/{name}_head_spectra.csv",
+        "curves": f"results/tables/{name}_learning_curves.csv",
     }
 
 
@@ -192,7 +159,7 @@ def run_files(section, name):
     """A file of every run of a trained experiment (e.g. summary.json), in sweep order."""
     space = sweep(section)
     return expand(
-        f"results/{TRAINED_DIRS[section]}/runs/{{point}}/{name}",
+        f"results/{EXPERIMENT_NAMES[section]}/runs/{{point}}/{name}",
         point=space.instance_patterns,
     )
 
@@ -333,51 +300,32 @@ def audit_options(wildcards):
 
 
 def experiment_files():
-    """Per experiment (config section): its final targets, the result tables its figures are drawn from, and the
-    provenance tables of the runs behind them (results/cache/ holds both). Each experiment's rule file defines them;
-    the learning curves of the trained experiments come from runs.smk.
+    """Per experiment (config section): the result tables its products are drawn from ("sources", cached in
+    results/cache/), the provenance tables of the runs behind them, and its final targets: the sources and its
+    figures and tables (wdrank.products, rules in products.smk).
     """
-    files = {
-        "factorized": {
-            "outputs": FACTORIZED_OUTPUTS,
-            "sources": FACTORIZED_SOURCES,
-            "provenance": [provenance_of(FACTORIZED_TABLE)],
-        },
-        "language_model": {
-            "outputs": LM_OUTPUTS,
-            "sources": LM_SOURCES,
-            "provenance": [provenance_of(LM_TABLES["runs"])],
-        },
-        "vision_transformer": {
-            "outputs": VIT_OUTPUTS,
-            "sources": VIT_SOURCES,
-            "provenance": [provenance_of(VIT_TABLES["runs"])],
-        },
-        "toy_transformer": {
-            "outputs": TOY_OUTPUTS,
-            "sources": TOY_SOURCES,
-            "provenance": [provenance_of(TOY_TABLES["runs"])],
-        },
-        "scalar_pair": {
-            "outputs": PAIR_OUTPUTS,
-            "sources": PAIR_SOURCES,
-            "provenance": [provenance_of(PAIR_TABLE)],
-        },
-        "audit": {
-            "outputs": AUDIT_OUTPUTS,
-            "sources": AUDIT_SOURCES,
-            "provenance": [provenance_of(path) for path in AUDIT_SOURCES],
-        },
+    sources = {
+        "factorized": [FACTORIZED_TABLE],
+        **{section: list(run_tables(section).values()) for section in TRAINED},
+        "scalar_pair": [PAIR_TABLE],
+        "audit": AUDIT_SOURCES,
     }
-    for section in TRAINED_DIRS:
-        curves = learning_curve_files(section)
-        files[section] = {
-            **files[section],
-            "outputs": files[section]["outputs"]
-            + [curves["table"], *curves["figures"]],
-            "sources": files[section]["sources"] + [curves["table"]],
+    provenance = {
+        section: [provenance_of(run_tables(section)["runs"])] for section in TRAINED
+    }
+    return {
+        section: {
+            "sources": tables,
+            "provenance": provenance.get(section, list(map(provenance_of, tables))),
+            "outputs": tables
+            + [
+                path
+                for product in PRODUCTS
+                for path in product_files(product, section)
+            ],
         }
-    return files
+        for section, tables in sources.items()
+    }
 
 
 def enabled_files(kind):

@@ -3,11 +3,6 @@
 FACTORIZED = config["factorized"]
 FACTORIZED_SPACE = sweep("factorized")
 FACTORIZED_TABLE = "results/tables/fig1_factorized_matrices.csv"
-FACTORIZED_FIGURE = "fig1_factorized_matrices"
-FACTORIZED_SOURCES = [FACTORIZED_TABLE]
-FACTORIZED_OUTPUTS = FACTORIZED_SOURCES + [
-    f"results/figures/{FACTORIZED_FIGURE}.{ext}" for ext in ("pdf", "png")
-]
 
 
 rule factorized_run:
@@ -58,30 +53,3 @@ rule factorized_table:
     shell:
         "python -m wdrank concat-tables {input.runs} --out {output.table}"
         " --provenance-out {output.provenance} > {log} 2>&1"
-
-
-rule fig1_factorized_matrices:
-    input:
-        code=code("wdrank.plots.factorized"),
-        table=FACTORIZED_TABLE,
-    output:
-        **figure_files(
-            FACTORIZED_FIGURE,
-            "../report/fig1_factorized_matrices.rst",
-            "Fig. 1: factorised matrices",
-        ),
-    log:
-        "logs/fig1_factorized_matrices.log",
-    benchmark:
-        "logs/fig1_factorized_matrices.benchmark.tsv"
-    conda:
-        WDRANK_ENV
-    threads: job_threads("fig1_factorized_matrices")
-    resources:
-        **job_resources("fig1_factorized_matrices"),
-    params:
-        width=FIGURE_WIDTH,
-        trajectory_lambda=FACTORIZED["trajectory_lambda"],
-    shell:
-        "python -m wdrank figure fig1_factorized_matrices --table {input.table}"
-        " --trajectory-lambda {params.trajectory_lambda} --width {params.width} --pdf {output.pdf} --png {output.png} > {log} 2>&1"

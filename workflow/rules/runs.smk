@@ -15,7 +15,7 @@ rule run_spectra:
     benchmark:
         "logs/run_spectra/{experiment}/{point}.benchmark.tsv"
     wildcard_constraints:
-        experiment="|".join(TRAINED_DIRS.values()),
+        experiment="|".join(EXPERIMENT_NAMES.values()),
         point=".+",
     conda:
         WDRANK_ENV
@@ -29,29 +29,25 @@ rule run_spectra:
         " --out {output} > {log} 2>&1"
 
 
-# The experiment (config section) whose result tables begin with each prefix.
-SECTION_OF_TABLES = {prefix: section for section, prefix in TRAINED_TABLES.items()}
-
-
 rule collect_runs:
     input:
         code=code("wdrank.commands.results"),
         summaries=lambda wildcards: run_files(
-            SECTION_OF_TABLES[wildcards.prefix], "summary.json"
+            SECTION_OF_NAME[wildcards.experiment], "summary.json"
         ),
         spectra=lambda wildcards: run_files(
-            SECTION_OF_TABLES[wildcards.prefix], "spectra.parquet"
+            SECTION_OF_NAME[wildcards.experiment], "spectra.parquet"
         ),
     output:
-        runs="results/tables/{prefix}_runs.csv",
-        spectra="results/tables/{prefix}_head_spectra.csv",
-        provenance="results/tables/{prefix}_runs_provenance.csv",
+        runs="results/tables/{experiment}_runs.csv",
+        spectra="results/tables/{experiment}_head_spectra.csv",
+        provenance="results/tables/{experiment}_runs_provenance.csv",
     log:
-        "logs/collect_runs/{prefix}.log",
+        "logs/collect_runs/{experiment}.log",
     benchmark:
-        "logs/collect_runs/{prefix}.benchmark.tsv"
+        "logs/collect_runs/{experiment}.benchmark.tsv"
     wildcard_constraints:
-        prefix="|".join(TRAINED_TABLES.values()),
+        experiment="|".join(EXPERIMENT_NAMES.values()),
     conda:
         WDRANK_ENV
     threads: job_threads("collect_runs")
@@ -67,19 +63,19 @@ rule learning_curves_table:
     input:
         code=code("wdrank.commands.results"),
         summaries=lambda wildcards: run_files(
-            SECTION_OF_TABLES[wildcards.prefix], "summary.json"
+            SECTION_OF_NAME[wildcards.experiment], "summary.json"
         ),
         metrics=lambda wildcards: run_files(
-            SECTION_OF_TABLES[wildcards.prefix], "metrics.jsonl"
+            SECTION_OF_NAME[wildcards.experiment], "metrics.jsonl"
         ),
     output:
-        "results/tables/{prefix}_learning_curves.csv",
+        "results/tables/{experiment}_learning_curves.csv",
     log:
-        "logs/learning_curves_table/{prefix}.log",
+        "logs/learning_curves_table/{experiment}.log",
     benchmark:
-        "logs/learning_curves_table/{prefix}.benchmark.tsv"
+        "logs/learning_curves_table/{experiment}.benchmark.tsv"
     wildcard_constraints:
-        prefix="|".join(TRAINED_TABLES.values()),
+        experiment="|".join(EXPERIMENT_NAMES.values()),
     conda:
         WDRANK_ENV
     threads: job_threads("learning_curves_table")
@@ -88,37 +84,3 @@ rule learning_curves_table:
     shell:
         "python -m wdrank learning-curves --summaries {input.summaries} --metrics {input.metrics}"
         " --out {output} > {log} 2>&1"
-
-
-# The experiment (config section) of each folder name under results/ (lm, vit, toy).
-SECTION_OF_DIR = {name: section for section, name in TRAINED_DIRS.items()}
-
-
-rule learning_curves:
-    input:
-        code=code("wdrank.plots.curves"),
-        curves=lambda wildcards: learning_curve_files(
-            SECTION_OF_DIR[wildcards.experiment]
-        )["table"],
-    output:
-        **figure_files(
-            "learning_curves_{experiment}",
-            "../report/learning_curves.rst",
-            "Learning curves",
-        ),
-    log:
-        "logs/learning_curves/{experiment}.log",
-    benchmark:
-        "logs/learning_curves/{experiment}.benchmark.tsv"
-    wildcard_constraints:
-        experiment="|".join(TRAINED_DIRS.values()),
-    conda:
-        WDRANK_ENV
-    threads: job_threads("learning_curves")
-    resources:
-        **job_resources("learning_curves"),
-    params:
-        width=FIGURE_WIDTH,
-    shell:
-        "python -m wdrank figure learning_curves --curves {input.curves} --experiment {wildcards.experiment}"
-        " --width {params.width} --pdf {output.pdf} --png {output.png} > {log} 2>&1"

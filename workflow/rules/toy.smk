@@ -4,20 +4,8 @@
 TOY = config["toy_transformer"]
 TOY_SPACE = sweep("toy_transformer")
 TOY_RUN = f"results/toy/runs/{TOY_SPACE.wildcard_pattern}"
-TOY_TABLES = run_tables("toy_transformer")
-TOY_FIGURE = "fig2_toy_transformer"
-TOY_CATEGORY = "Fig. 2: toy Transformer"
-TOY_SOURCES = list(TOY_TABLES.values())
-TOY_OUTPUTS = TOY_SOURCES + [
-    f"results/figures/{TOY_FIGURE}.{ext}" for ext in ("pdf", "png")
-]
 PAIR = config["scalar_pair"]
 PAIR_TABLE = "results/tables/figA_scalar_pair_trajectories.csv"
-PAIR_FIGURE = "figA_scalar_pair_trajectories"
-PAIR_SOURCES = [PAIR_TABLE]
-PAIR_OUTPUTS = PAIR_SOURCES + [
-    f"results/figures/{PAIR_FIGURE}.{ext}" for ext in ("pdf", "png")
-]
 
 
 rule toy_train:
@@ -44,32 +32,6 @@ rule toy_train:
         " --checkpoint-dir {params.checkpoints} {params.tracking} > {log} 2>&1"
 
 
-rule fig2_toy_transformer:
-    input:
-        **TOY_TABLES,
-        code=code("wdrank.plots.toy"),
-    output:
-        **figure_files(TOY_FIGURE, "../report/fig2_toy_transformer.rst", TOY_CATEGORY),
-    log:
-        "logs/fig2_toy_transformer.log",
-    benchmark:
-        "logs/fig2_toy_transformer.benchmark.tsv"
-    conda:
-        WDRANK_ENV
-    threads: job_threads("fig2_toy_transformer")
-    resources:
-        **job_resources("fig2_toy_transformer"),
-    params:
-        width=FIGURE_WIDTH,
-        rank_metric=RANK_METRIC,
-        lr=TOY["train"]["lr"],
-        optimizer=TOY["train"]["optimizer"],
-    shell:
-        "python -m wdrank figure fig2_toy_transformer --runs {input.runs} --spectra {input.spectra}"
-        " --rank-metric {params.rank_metric} --lr {params.lr} --optimizer {params.optimizer}"
-        " --width {params.width} --pdf {output.pdf} --png {output.png} > {log} 2>&1"
-
-
 rule scalar_pair:
     output:
         table=PAIR_TABLE,
@@ -93,28 +55,3 @@ rule scalar_pair:
         "python -m wdrank scalar-pair --lambdas {params.lambdas} --target {params.target}"
         " --start {params.start} --lr {params.lr} --steps {params.steps} --table {output.table}"
         " --provenance-out {output.provenance} > {log} 2>&1"
-
-
-rule figA_scalar_pair_trajectories:
-    input:
-        code=code("wdrank.plots.toy"),
-        table=PAIR_TABLE,
-    output:
-        **figure_files(
-            PAIR_FIGURE, "../report/figA_scalar_pair_trajectories.rst", TOY_CATEGORY
-        ),
-    log:
-        "logs/figA_scalar_pair_trajectories.log",
-    benchmark:
-        "logs/figA_scalar_pair_trajectories.benchmark.tsv"
-    conda:
-        WDRANK_ENV
-    threads: job_threads("figA_scalar_pair_trajectories")
-    resources:
-        **job_resources("figA_scalar_pair_trajectories"),
-    params:
-        width=FIGURE_WIDTH,
-        target=" ".join(map(str, PAIR["target"])),
-    shell:
-        "python -m wdrank figure figA_scalar_pair_trajectories --table {input.table} --target {params.target}"
-        " --width {params.width} --pdf {output.pdf} --png {output.png} > {log} 2>&1"

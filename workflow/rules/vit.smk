@@ -1,22 +1,8 @@
-# Vision Transformers: Fig. 3 (right) (wdrank.experiments.vit).
+# Vision Transformers: Fig. 3 (right) (wdrank.experiments.vit): data and training.
 
 VIT = config["vision_transformer"]
 VIT_SPACE = sweep("vision_transformer")
 VIT_RUN = f"results/vit/runs/{VIT_SPACE.wildcard_pattern}"
-VIT_TABLES = run_tables("vision_transformer")
-VIT_RANK_TABLE = {ext: f"results/tables/fig3_vit_rank.{ext}" for ext in ("csv", "md")}
-VIT_FIGURES = ["fig3_vit_rank", "figA_vit_rank_heatmap"]
-VIT_CATEGORY = "Fig. 3 (right): Vision Transformer"
-VIT_SOURCES = list(VIT_TABLES.values())
-VIT_OUTPUTS = (
-    VIT_SOURCES
-    + list(VIT_RANK_TABLE.values())
-    + [
-        f"results/figures/{name}.{ext}"
-        for name in VIT_FIGURES
-        for ext in ("pdf", "png")
-    ]
-)
 
 
 rule vit_data:
@@ -76,80 +62,3 @@ rule vit_train:
         "{params.launcher} wdrank train vision_transformer --settings {params.settings:q} --data-dir {input.data}"
         " --wd-attn {wildcards.wd_attn} --seed {wildcards.seed} --summary {output.summary}"
         " --metrics {output.metrics} --checkpoint-dir {params.checkpoints} {params.tracking} > {log} 2>&1"
-
-
-rule table_fig3_vit_rank:
-    input:
-        **VIT_TABLES,
-        code=code("wdrank.tables"),
-    output:
-        csv=report(
-            VIT_RANK_TABLE["csv"],
-            caption="../report/fig3_vit_rank_table.rst",
-            category=VIT_CATEGORY,
-        ),
-        md=VIT_RANK_TABLE["md"],
-    log:
-        "logs/table_fig3_vit_rank.log",
-    benchmark:
-        "logs/table_fig3_vit_rank.benchmark.tsv"
-    conda:
-        WDRANK_ENV
-    threads: job_threads("table_fig3_vit_rank")
-    resources:
-        **job_resources("table_fig3_vit_rank"),
-    params:
-        rank_metric=RANK_METRIC,
-    shell:
-        "python -m wdrank table fig3_vit_rank --runs {input.runs} --spectra {input.spectra}"
-        " --rank-metric {params.rank_metric} --csv {output.csv} --md {output.md} > {log} 2>&1"
-
-
-rule fig3_vit_rank:
-    input:
-        **VIT_TABLES,
-        code=code("wdrank.plots.vit"),
-    output:
-        **figure_files("fig3_vit_rank", "../report/fig3_vit_rank.rst", VIT_CATEGORY),
-    log:
-        "logs/fig3_vit_rank.log",
-    benchmark:
-        "logs/fig3_vit_rank.benchmark.tsv"
-    conda:
-        WDRANK_ENV
-    threads: job_threads("fig3_vit_rank")
-    resources:
-        **job_resources("fig3_vit_rank"),
-    params:
-        width=FIGURE_WIDTH,
-        rank_metric=RANK_METRIC,
-    shell:
-        "python -m wdrank figure fig3_vit_rank --runs {input.runs} --spectra {input.spectra}"
-        " --rank-metric {params.rank_metric} --width {params.width} --pdf {output.pdf} --png {output.png} > {log} 2>&1"
-
-
-rule figA_vit_rank_heatmap:
-    input:
-        **VIT_TABLES,
-        code=code("wdrank.plots.vit"),
-    output:
-        **figure_files(
-            "figA_vit_rank_heatmap",
-            "../report/figA_vit_rank_heatmap.rst",
-            VIT_CATEGORY,
-        ),
-    log:
-        "logs/figA_vit_rank_heatmap.log",
-    benchmark:
-        "logs/figA_vit_rank_heatmap.benchmark.tsv"
-    conda:
-        WDRANK_ENV
-    threads: job_threads("figA_vit_rank_heatmap")
-    resources:
-        **job_resources("figA_vit_rank_heatmap"),
-    params:
-        width=FIGURE_WIDTH,
-        rank_metric=RANK_METRIC,
-    shell:
-        "python -m wdrank figure figA_vit_rank_heatmap --runs {input.runs} --spectra {input.spectra}"
-        " --rank-metric {params.rank_metric} --width {params.width} --pdf {output.pdf} --png {output.png} > {log} 2>&1"

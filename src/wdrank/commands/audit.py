@@ -82,7 +82,7 @@ def _write_figure(table, name: str, trajectory: bool, args: argparse.Namespace) 
     from wdrank.plots.style import save_figure, set_width
 
     set_width(args.width)
-    figure = (plot_trajectory if trajectory else plot_audit)(table, name, args.note)
+    figure = (plot_trajectory if trajectory else plot_audit)(table, args.note)
     save_figure(figure, args.pdf, args.png)
 
 

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from wdrank.commands import add_command
+from wdrank.hub import REPO_TYPES
 
 COMMANDS = {
     "fetch-package": "pip download a package, check its sha256, extract a folder or file of it",
@@ -78,7 +79,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     parser = add_command(commands, "hub-download", COMMANDS["hub-download"], _hub_download)
     parser.add_argument("--repo-id", required=True, help="e.g. monology/pile-uncopyrighted, openai-community/gpt2")
-    parser.add_argument("--repo-type", required=True, choices=["dataset", "model", "weights"],
+    parser.add_argument("--repo-type", required=True, choices=REPO_TYPES,
                         help="weights: a model's config.json and weight files, as the audit reads them")
     parser.add_argument("--revision", help="branch, tag or commit (default: main)")
     parser.add_argument("--pattern", nargs="*", default=[], help="only the files matching these (default: all)")

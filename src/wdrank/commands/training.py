@@ -7,7 +7,7 @@ import argparse
 import json
 
 from wdrank.commands import add_command, rank_thresholds_argument, torch_threads
-from wdrank.experiments import TRAINED
+from wdrank.sweeps import TRAINED
 
 COMMANDS = {
     "train": "train one run of an experiment; resumes from its checkpoints",
@@ -24,13 +24,16 @@ def _train(args: argparse.Namespace) -> None:
         from wdrank.hub import go_offline
 
         go_offline()  # training never needs the network; a compute node may have none
+        import importlib
+
         from wdrank.device import Compute
         from wdrank.experiments.training import run_decays, run_training
 
         torch_threads()
         settings = json.loads(args.settings)
         decays = run_decays(settings["train"], args.wd_attn, args.wd_mlp)
-        summary = run_training(args.experiment, settings, args.data_dir, decays, args.seed, args.summary,
+        experiment = importlib.import_module(TRAINED[args.experiment].module)
+        summary = run_training(experiment, settings, args.data_dir, decays, args.seed, args.summary,
                                args.metrics, args.checkpoint_dir, Compute(**settings.get("compute", {})),
                                tensorboard_dir=args.tensorboard)
     if summary is not None:  # the main process
@@ -54,7 +57,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--wd-attn", type=float, required=True, help="λ_SA, the weight decay of attention weights")
     parser.add_argument("--wd-mlp", type=float, help="λ_MLP where it is swept (default: train.wd_mlp, else 0)")
     parser.add_argument("--seed", type=int, required=True, help="initialisation and data order")
-    parser.add_argument("--summary", required=True, help="summary.json of the finished run (layout: wdrank.runs)")
+    parser.add_argument("--summary", required=True, help="summary.json of the finished run (layout: wdrank.summary)")
     parser.add_argument("--metrics", required=True, help="metrics.jsonl: train loss, lr, gradient norm, evaluations")
     parser.add_argument("--checkpoint-dir", required=True, help="checkpoints; a rerun resumes from the latest")
     parser.add_argument("--tensorboard", metavar="DIR",

@@ -17,12 +17,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from wdrank.batches import evaluation_batch
 from wdrank.data.text import load_tokens
 from wdrank.device import model_device
 from wdrank.experiments.training import Throughput, TrainingSetup
 from wdrank.models.lm import LMShape, build_lm, flops_per_token
 from wdrank.optim import WeightDecays
 from wdrank.schedule import AdamWTraining
+
+SECTION = "language_model"  # its config section
 
 
 @dataclass(frozen=True)
@@ -122,7 +125,7 @@ def setup(settings: dict, data_dir: str | Path, decays: WeightDecays, seed: int)
     tokens = {split: load_tokens(data_dir, split) for split in ("train", "validation", "test")}
     model = build_lm(shape, seed)
 
-    eval_batch = training.micro_batch_size or training.batch_size  # evaluation needs no more memory than training
+    eval_batch = evaluation_batch(training.batch_size, training.micro_batch_size)
 
     def score(trained: nn.Module, evaluation: dict[str, float]) -> dict:
         test_nll, test_tokens = mean_token_nll(trained, tokens["test"], shape.context, eval_batch)

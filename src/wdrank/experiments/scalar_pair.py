@@ -36,15 +36,6 @@ class ScalarPairRun:
             raise ValueError(f"algorithm must be adamw or adam_l2, got {self.algorithm!r}")
 
 
-def l2_optimum(target: tuple[float, float], lam: float, parametrisation: str) -> np.ndarray:
-    """Minimiser of ½‖w − w*‖² + λ/2·(penalty): plain w*/(1 + λ); factorised (= λ|w| once balanced) the soft
-    threshold sign(w*)·max(|w*| − λ, 0). Gradient descent and Adam + L2 converge here; AdamW need not."""
-    target = np.asarray(target, dtype=np.float64)
-    if parametrisation == "plain":
-        return target / (1 + lam)
-    return np.sign(target) * np.maximum(np.abs(target) - lam, 0.0)
-
-
 def simulate(run: ScalarPairRun) -> pd.DataFrame:
     """The trajectory of (w1, w2), one row per step, under the chosen parametrisation and optimiser."""
     start = torch.tensor(run.start, dtype=torch.float64)

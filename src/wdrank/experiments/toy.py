@@ -20,6 +20,8 @@ from wdrank.optim import WeightDecays, build_optimizer
 from wdrank.recording import recorded_steps
 from wdrank.schedule import Schedule
 
+SECTION = "toy_transformer"  # its config section
+
 
 @dataclass(frozen=True)
 class ToyTraining:

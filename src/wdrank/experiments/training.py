@@ -2,31 +2,32 @@
 
 An experiment's `setup(settings, data_dir, decays, seed)` builds what differs between them (model, task, schedule,
 optimiser, what to score at the end); `run_training` does the rest the same way for all three: print the parameter
-groups, train with exact resume (`wdrank.train`), score, and write summary.json (layout: `wdrank.runs`), provenance
+groups, train with exact resume (`wdrank.train`), score, and write summary.json (layout: `wdrank.summary`), provenance
 included.
 The spectra of the checkpoints are a separate step (`wdrank.runs.run_spectra`).
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import torch
 from torch import nn
 
 from wdrank import provenance
-from wdrank.checkpoint import checkpoint_step, list_checkpoints
+from wdrank.checkpoint import list_checkpoints
 from wdrank.device import Compute, Placement, peak_flops, place
-from wdrank.experiments import SWEEPS, TRAINED
-from wdrank.io import atomic_path
+from wdrank.sweeps import SWEEPS, TRAINED
 from wdrank.optim import WeightDecays
 from wdrank.schedule import Schedule
+from wdrank.summary import write_summary
 from wdrank.tracking import TensorBoardTracker
+from wdrank.trajectory import checkpoint_step
 from wdrank.train import Task, train
 
 
@@ -70,20 +71,22 @@ def parameter_groups_record(optimizer: torch.optim.Optimizer) -> dict:
             for group in optimizer.param_groups}
 
 
-def run_training(experiment: str, settings: dict, data_dir: str | Path | None, decays: WeightDecays, seed: int,
+def run_training(experiment: ModuleType, settings: dict, data_dir: str | Path | None, decays: WeightDecays, seed: int,
                  summary_path: str | Path, metrics_path: str | Path, checkpoint_dir: str | Path,
                  compute: Compute | None = None, progress: bool = True,
                  tensorboard_dir: str | Path | None = None) -> dict | None:
-    """Train one run of `experiment` (resuming from its checkpoints, logging to `metrics_path`, and to TensorBoard
+    """Train one run of `experiment`, the module of one (`wdrank.experiments.lm`, `.vit` or `.toy`: its SECTION and
+    `setup`), resuming from its checkpoints, logging to `metrics_path`, and to TensorBoard
     event files in `tensorboard_dir` if given), score it and write `summary_path`; returns the summary (None on the
     other processes of a DDP job, which write nothing)."""
     compute = compute or Compute()
+    section = experiment.SECTION
     values = {"wd_attn": decays.attention, "wd_mlp": decays.mlp, "wd_other": decays.other, "seed": seed}
-    sweep = {axis: values[axis] for axis in SWEEPS[experiment]}
+    sweep = {axis: values[axis] for axis in SWEEPS[section]}
     tracker = None
     if tensorboard_dir is not None:
-        tracker = TensorBoardTracker(tensorboard_dir, {"experiment": experiment, **sweep, **tracked_settings(settings)})
-    setup = importlib.import_module(TRAINED[experiment].module).setup(settings, data_dir, decays, seed)
+        tracker = TensorBoardTracker(tensorboard_dir, {"experiment": section, **sweep, **tracked_settings(settings)})
+    setup = experiment.setup(settings, data_dir, decays, seed)
     groups = parameter_groups_record(setup.optimizer)
     placement = place(compute)
     if placement.is_main:
@@ -102,9 +105,9 @@ def run_training(experiment: str, settings: dict, data_dir: str | Path | None, d
         for path in checkpoints:
             setup.finish_checkpoint(path)
     summary = {
-        "row": {**{column: values[column] for column in TRAINED[experiment].row_columns}, **scores},
+        "row": {**{column: values[column] for column in TRAINED[section].row_columns}, **scores},
         "run": {
-            "experiment": experiment,
+            "experiment": section,
             "sweep": sweep,
             "settings": settings,
             "model_shape": setup.model_shape,
@@ -116,8 +119,7 @@ def run_training(experiment: str, settings: dict, data_dir: str | Path | None, d
         "provenance": provenance.record([data_dir] if data_dir is not None else []),
     }
     print(json.dumps(summary["session"]))
-    with atomic_path(summary_path) as tmp:
-        tmp.write_text(json.dumps(summary, indent=2))
+    write_summary(summary, summary_path)
     return summary
 
 

@@ -15,12 +15,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from wdrank.batches import evaluation_batch
 from wdrank.data.images import Augmentation, epoch_indices, load_split
 from wdrank.device import model_device
 from wdrank.experiments.training import Throughput, TrainingSetup
 from wdrank.models.vit import ViTShape, build_vit
 from wdrank.optim import WeightDecays
 from wdrank.schedule import AdamWTraining
+
+SECTION = "vision_transformer"  # its config section
 
 
 @dataclass(frozen=True)
@@ -84,8 +87,7 @@ def setup(settings: dict, data_dir: str | Path, decays: WeightDecays, seed: int)
     return TrainingSetup(
         model=model, optimizer=training.optimizer(model, decays), schedule=training.schedule(),
         task=ImageClassification(data_dir, training.batch_size, seed, Augmentation(**settings["data"]["augmentation"]),
-                                 # without gradients, four times the training micro-batch fits
-                                 4 * (training.micro_batch_size or training.batch_size)),
+                                 evaluation_batch(training.batch_size, training.micro_batch_size)),
         throughput=Throughput("images", training.batch_size),
         score=lambda trained, evaluation: {**evaluation, "parameters": sum(p.numel() for p in trained.parameters())},
         model_shape=asdict(shape), model_config=shape.heads_config(),

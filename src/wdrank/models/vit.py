@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import torch
 from timm.models.vision_transformer import VisionTransformer
 
+from wdrank.heads import timm_vit_config
+
 
 @dataclass(frozen=True)
 class ViTShape:
@@ -31,7 +33,7 @@ class ViTShape:
 
     def heads_config(self) -> dict:
         """What `wdrank.heads` needs to split the checkpoint weights per head."""
-        return {"model_type": "timm_vit", "n_head": self.n_head, "n_layer": self.depth, "d_model": self.embed_dim}
+        return timm_vit_config(self.n_head, self.depth, self.embed_dim)
 
 
 def build_vit(shape: ViTShape, seed: int) -> VisionTransformer:

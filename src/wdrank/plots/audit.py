@@ -13,6 +13,7 @@ from matplotlib.ticker import MaxNLocator, NullLocator
 
 from wdrank.plots.ranks import PRODUCT_LABELS, metric_label
 from wdrank.plots.style import apply_theme, figure_size, integer_axis, log_axis
+from wdrank.spectra import HEAD_PRODUCTS
 from wdrank.trajectory import stated_steps, trajectory_summary
 
 TRAJECTORY_PANELS = (  # column, title, y scale (medians and means over the heads of a layer)
@@ -22,12 +23,14 @@ TRAJECTORY_PANELS = (  # column, title, y scale (medians and means over the head
 )
 
 
-def plot_audit(table: pd.DataFrame, model: str, note: str = "") -> plt.Figure:
+def plot_audit(table: pd.DataFrame, note: str = "") -> plt.Figure:
+    """Fig. 4 of one model (the `model` column of its audit table); `note` is a line under the title."""
     apply_theme()
+    model = table["model"].iloc[0]
     rank_column = next(c for c in table.columns if c.startswith("rank_tol_"))
     fig, axes = plt.subplots(1, 3, figsize=figure_size(0.42))
     ax = axes[0]
-    for product, marker in (("QK", "o"), ("OV", "s")):
+    for product, marker in zip(HEAD_PRODUCTS, "os", strict=True):
         rows = table[table["product"] == product]
         ax.scatter(rows["nuclear_norm"], rows["frobenius_side"], s=6, marker=marker, alpha=0.7)  # colours: (c)
     low = min(table["nuclear_norm"].min(), table["frobenius_side"].min()) * 0.9
@@ -42,7 +45,7 @@ def plot_audit(table: pd.DataFrame, model: str, note: str = "") -> plt.Figure:
             fontsize="small")
 
     sns.boxplot(data=table, x="layer", y="nuclear_to_frobenius", hue="product", ax=axes[1], fliersize=1.5,
-                hue_order=["QK", "OV"], linewidth=0.6, legend=False)  # the colours of (c), whose legend serves
+                hue_order=list(HEAD_PRODUCTS), linewidth=0.6, legend=False)  # the colours of (c), whose legend serves
     axes[1].axhline(1, color="black", lw=1, ls="--")
     axes[1].set_ylabel(r"$\|AB^\top\|_* \,/\, \frac{1}{2}(\|A\|^2+\|B\|^2)$")
     axes[1].set_ylim(top=1.02)
@@ -51,14 +54,14 @@ def plot_audit(table: pd.DataFrame, model: str, note: str = "") -> plt.Figure:
     # effective rank: numerical ranks of pretrained heads are often full, the spread of the spectrum is not
     per_layer = table.assign(rank_fraction=table["effective_rank"] / table["head_dim"],
                              numerical=table[rank_column] / table["head_dim"])
-    sns.lineplot(data=per_layer, x="layer", y="rank_fraction", hue="product", hue_order=["QK", "OV"],
+    sns.lineplot(data=per_layer, x="layer", y="rank_fraction", hue="product", hue_order=list(HEAD_PRODUCTS),
                  marker="o", errorbar="sd", ax=axes[2])
-    sns.lineplot(data=per_layer, x="layer", y="numerical", hue="product", hue_order=["QK", "OV"], ls=":",
+    sns.lineplot(data=per_layer, x="layer", y="numerical", hue="product", hue_order=list(HEAD_PRODUCTS), ls=":",
                  errorbar=None, ax=axes[2], legend=False)
     axes[2].set_ylim(0, 1.05)
     integer_axis(axes[2])
     sns.move_legend(axes[2], "upper left", bbox_to_anchor=(1, 1), title=None, frameon=False)  # legend of all panels
-    for handle, product in zip(axes[2].get_legend().get_texts(), ("QK", "OV"), strict=True):
+    for handle, product in zip(axes[2].get_legend().get_texts(), HEAD_PRODUCTS, strict=True):
         handle.set_text(PRODUCT_LABELS[product])
     axes[2].set_ylabel("effective rank / head dim\n(dotted: " + metric_label(rank_column) + ")")
     for ax, letter in zip(axes, "abc", strict=True):
@@ -77,17 +80,18 @@ def _thin_ticks(ax, most: int) -> None:
         label.set_visible(index % step == 0)
 
 
-def plot_trajectory(table: pd.DataFrame, model: str, note: str = "") -> plt.Figure:
+def plot_trajectory(table: pd.DataFrame, note: str = "") -> plt.Figure:
     """Rows QK and OV; columns the median nuclear/Frobenius ratio, the median relative balance and the mean effective
     rank per layer (one line per layer, coloured by depth) against the training step of each checkpoint."""
     apply_theme()
+    model = table["model"].iloc[0]
     summary = trajectory_summary(table)
     steps = np.sort(summary["step"].unique())
     by_step = stated_steps(list(table["checkpoint"].unique())) is not None  # else numbered in order
     fig, axes = plt.subplots(2, 3, figsize=figure_size(0.6), sharex=True, squeeze=False)
     layers = sorted(summary["layer"].unique())
     colours = plt.get_cmap("viridis", len(layers))
-    for row, product in enumerate(("QK", "OV")):
+    for row, product in enumerate(HEAD_PRODUCTS):
         rows = summary[summary["product"] == product]
         for column, (metric, title, scale) in enumerate(TRAJECTORY_PANELS):
             ax = axes[row, column]

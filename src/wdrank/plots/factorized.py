@@ -8,7 +8,7 @@ import pandas as pd
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 
-from wdrank.experiments.factorized import balance_factors, fitted_balance_rate
+from wdrank.theory import balance_factors, fitted_balance_rate
 from wdrank.plots.style import apply_theme, count, figure_size, log_axis
 
 # Below this relative level the balance and gap are float64 rounding noise; panels stop there.

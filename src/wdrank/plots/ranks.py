@@ -10,6 +10,7 @@ import pandas as pd
 import seaborn as sns
 
 from wdrank.plots.style import apply_theme, figure_size, integer_axis
+from wdrank.spectra import HEAD_PRODUCTS
 from wdrank.statistics import metric_summary, resolved
 
 INTERVALS_NOTE = r"bars: 95% interval over seeds; *: differs from $\lambda=0$ (paired by seed, 95%)"
@@ -82,7 +83,7 @@ def rank_per_head(spectra: pd.DataFrame, wd_column: str, metrics: list[str], tit
     fig, axes = plt.subplots(len(metrics), 2, figsize=figure_size(0.36 * len(metrics)), squeeze=False, sharex=True)
     order = sorted(spectra[wd_column].unique())
     for row, metric in enumerate(metrics):
-        for col, product in enumerate(("QK", "OV")):
+        for col, product in enumerate(HEAD_PRODUCTS):
             ax = axes[row, col]
             data = spectra[spectra["product"] == product]
             sns.stripplot(data=data, x=wd_column, y=metric, order=order, hue="head", palette="tab10", dodge=False,
@@ -107,7 +108,7 @@ def _line_panels(spectra: pd.DataFrame, x: str, metric: str, hue: str, palette: 
     """Two panels (QK, OV) of `metric` against `x`, one line per value of `hue`."""
     apply_theme()
     fig, axes = plt.subplots(1, 2, figsize=figure_size(0.42), sharey=True)
-    for ax, product in zip(axes, ("QK", "OV"), strict=True):
+    for ax, product in zip(axes, HEAD_PRODUCTS, strict=True):
         # legend "full": one entry per layer or λ as it is, never a numeric scale with fractional layers
         sns.lineplot(data=spectra[spectra["product"] == product], x=x, y=metric, hue=hue, palette=palette,
                      marker="o", errorbar=errorbar, ax=ax, legend="full" if product == "OV" else False)

@@ -9,9 +9,9 @@ import seaborn as sns
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 
-from wdrank.experiments.scalar_pair import l2_optimum
 from wdrank.plots.ranks import PRODUCT_LABELS, metric_label, weight_decay_axis
 from wdrank.plots.style import apply_theme, count, figure_size, integer_axis, log_axis
+from wdrank.theory import l2_optimum
 
 FLOOR = 1e-12
 
@@ -35,7 +35,7 @@ def _over_time(ax, spectra, column, norm, cmap, lr=None) -> None:
     integer_axis(ax)
 
 
-def plot_toy(spectra: pd.DataFrame, runs: pd.DataFrame, metric: str, lr: float, optimizer: str) -> plt.Figure:
+def plot_toy(spectra: pd.DataFrame, runs: pd.DataFrame, rank_metric: str, lr: float, optimizer: str) -> plt.Figure:
     """Fig. 2: (a) final rank vs λ, (b) OV balance over time with the e^{−2ηλt} reference, (c) OV gap over time,
     (d) in-context regression loss vs λ."""
     apply_theme()
@@ -43,12 +43,12 @@ def plot_toy(spectra: pd.DataFrame, runs: pd.DataFrame, metric: str, lr: float, 
     final = spectra[spectra["step"] == spectra["step"].max()]
     for product, marker in (("OV", "o"), ("QK", "s")):
         per_product = final[final["product"] == product]
-        sns.lineplot(data=per_product, x="wd_attn", y=metric, marker=marker, errorbar="sd", ax=axes[0, 0],
+        sns.lineplot(data=per_product, x="wd_attn", y=rank_metric, marker=marker, errorbar="sd", ax=axes[0, 0],
                      label=PRODUCT_LABELS[product])
     weight_decay_axis(axes[0, 0], final["wd_attn"].unique())
     axes[0, 0].set_ylim(bottom=0)
     axes[0, 0].set_xlabel(r"weight decay $\lambda$ (attention)")
-    axes[0, 0].set_ylabel(metric_label(metric) + f" at step {final['step'].max()}")
+    axes[0, 0].set_ylabel(metric_label(rank_metric) + f" at step {final['step'].max()}")
 
     lambdas = sorted(spectra["wd_attn"].unique())
     norm, cmap = Normalize(min(lambdas), max(lambdas)), plt.get_cmap("viridis")
@@ -69,18 +69,17 @@ def plot_toy(spectra: pd.DataFrame, runs: pd.DataFrame, metric: str, lr: float, 
     return fig
 
 
-def plot_scalar_pair(trajectories: pd.DataFrame, target: tuple[float, float]) -> plt.Figure:
+def plot_scalar_pair(table: pd.DataFrame, target: tuple[float, float]) -> plt.Figure:
     """Rows: plain / factorised weights; columns: AdamW / Adam + L2; one trajectory per λ in the (w1, w2) plane."""
     apply_theme()
     fig, axes = plt.subplots(2, 2, figsize=figure_size(0.9), sharex=True, sharey=True)
-    lambdas = sorted(trajectories["lambda"].unique())
+    lambdas = sorted(table["lambda"].unique())
     palette = dict(zip(lambdas, sns.color_palette("flare", len(lambdas)), strict=True))
     titles = {"adamw": "AdamW (decoupled decay)", "adam_l2": "Adam + L2 term"}
     for row, parametrisation in enumerate(("plain", "factorised")):
         for col, optimizer in enumerate(("adamw", "adam_l2")):
             ax = axes[row, col]
-            runs = trajectories[(trajectories["parametrisation"] == parametrisation)
-                                & (trajectories["optimizer"] == optimizer)]
+            runs = table[(table["parametrisation"] == parametrisation) & (table["optimizer"] == optimizer)]
             for lam, path in runs.groupby("lambda"):
                 ax.plot(path["w1"], path["w2"], color=palette[lam], lw=1.2, label=rf"$\lambda={lam:g}$")
                 ax.plot(path["w1"].iloc[-1], path["w2"].iloc[-1], "o", color=palette[lam], ms=4)
