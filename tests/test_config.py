@@ -1,8 +1,14 @@
 """Bad configurations are refused with every offending key named, before anything runs."""
 
-import pytest
+from pathlib import Path
 
-from wdrank.config import ConfigError, resolve_config
+import pytest
+import yaml
+
+from wdrank.cli import main
+from wdrank.config import ConfigError, fill_defaults, resolve_config
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def walk_properties(node, path=""):
@@ -26,6 +32,39 @@ def test_default_config_file_is_valid(default_config):
     assert 0.4 in default_config["factorized"]["lambdas"]
 
 
+def leaves(node, path=""):
+    for key, value in node.items():
+        if isinstance(value, dict) and value:
+            yield from leaves(value, f"{path}{key}.")
+        else:
+            yield f"{path}{key}", value
+
+
+def test_config_yaml_states_no_value_the_schema_already_states(schema):
+    """Each default has one home, the schema: config.yaml holds only the default run's own choices."""
+    stated = yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))
+    defaults = fill_defaults({}, schema)
+    for key, value in leaves(stated):
+        default = defaults
+        for part in key.split("."):
+            default = default.get(part) if isinstance(default, dict) else None
+        assert value != default, f"config.yaml restates the schema's default of {key} ({value!r}): state it once"
+
+
+def test_wdrank_config_prints_every_setting_with_its_description(schema, capsys, tmp_path):
+    assert main(["config"]) == 0
+    printed = capsys.readouterr().out
+    assert yaml.safe_load(printed) == fill_defaults({}, schema)
+    assert "# Relative thresholds tau of the numerical rank" in printed
+    given = tmp_path / "mine.yaml"
+    given.write_text("vision_transformer: {sweep: {seeds: [7]}}\n")
+    assert main(["config", "--configfile", str(given)]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["vision_transformer"]["sweep"]["seeds"] == [7]
+    given.write_text("vision_transformer: {sweep: {seeds: [-1]}}\n")
+    assert main(["config", "--configfile", str(given)]) == 1
+    assert "config key 'vision_transformer.sweep.seeds[0]'" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     "config, expected",
     [
@@ -37,7 +76,7 @@ def test_default_config_file_is_valid(default_config):
         ({"factorized": {"enabled": "yes"}}, r"'factorized\.enabled': got 'yes', allowed: true or false"),
         ({"spectra": {"rank_thresholds": [0.01, 2]}}, r"'spectra\.rank_thresholds\[1\]': got 2, allowed: a number > 0 and < 1"),
         ({"factorized": {"lambdas": []}}, r"'factorized\.lambdas': got \[\], allowed: a list of at least 1"),
-        ({"factorized": {"trajectory_lambda": 0.3}}, r"'factorized\.trajectory_lambda': got 0\.3, allowed: one of factorized\.lambdas"),
+        ({"factorized": {"trajectory_lambda": 0.2}}, r"'factorized\.trajectory_lambda': got 0\.2, allowed: one of factorized\.lambdas"),
         ({"factorized": {"seeds": [0, 0]}}, r"'factorized\.seeds': values must be distinct"),
         ({"language_model": {"sweep": {"wd_mlp": [0.1, 0.1]}}}, r"'language_model\.sweep\.wd_mlp': values must be distinct"),
         ({"toy_transformer": {"sweep": {"seeds": [1, 1]}}}, r"'toy_transformer\.sweep\.seeds': values must be distinct"),

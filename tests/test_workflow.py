@@ -324,7 +324,7 @@ def test_paper_scale_dry_run_lists_the_full_grid(tmp_path):
     for repo in ("monology/pile-uncopyrighted", "openai-community/gpt2", "ILSVRC/imagenet-1k"):
         assert f"hub-download --repo-id {repo}" in result.stdout
     # hub models: config and weights fetched by the local rule, then audited offline from the cache
-    assert (counts["audit_trajectory"], counts["audit_model"]) == (1, 2 + 1)
+    assert (counts["audit_trajectory_table"], counts["audit_model"]) == (1, 2 + 1)
     assert "--repo-type weights" in result.stdout and "--revision step2000" in result.stdout
     assert "HF_HUB_OFFLINE=1 python -m wdrank audit EleutherAI/pythia-70m --name pythia" in result.stdout
     assert "--revisions step1000 step2000" in result.stdout
@@ -516,3 +516,4 @@ def test_editing_the_code_of_a_figure_reruns_exactly_its_jobs(tmp_path):
     assert jobs_after_editing("tables.py") == {"table1_lm_perplexity", "lm_rank", "vit_rank",
                                                "fig4_audit_summary"}
     assert jobs_after_editing("train.py") == set()  # nothing: no figure or table runs training code
+    assert jobs_after_editing("optim.py") == set()  # the closed forms the figures draw are torch-free (wdrank.theory)

@@ -13,10 +13,10 @@ import sys
 from collections.abc import Sequence
 
 from wdrank import __version__
-from wdrank.commands import audit, data, products, results, simulations, training
+from wdrank.commands import audit, configuration, data, products, results, simulations, training
 from wdrank.preemption import Preempted
 
-USER_COMMANDS = (audit, products)
+USER_COMMANDS = (audit, products, configuration)
 PIPELINE_STEPS = (data, training, simulations, results)
 
 

@@ -9,6 +9,7 @@ description and a default: it is the one place defaults are stated, for the work
 from __future__ import annotations
 
 import copy
+import textwrap
 from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
@@ -248,3 +249,24 @@ def differences(config: dict[str, Any], reference: dict[str, Any], prefix: str =
         elif mine != theirs:
             keys.append(f"{prefix}{key}")
     return keys
+
+
+def annotated_yaml(config: dict[str, Any], schema: dict[str, Any] | None = None, indent: int = 0) -> str:
+    """`config` as YAML, each key under its schema description as a comment: every setting, its value and why
+    (`wdrank config` prints the defaults so, to copy into a config file)."""
+    schema = load_schema() if schema is None else schema
+    pad, lines = " " * indent, []
+    known = [key for key in schema.get("properties", {}) if key in config]
+    for key in known + [key for key in config if key not in known]:  # in the schema's order
+        value = config[key]
+        if indent == 0 and lines:
+            lines.append("")  # a blank line between top-level settings
+        node = schema.get("properties", {}).get(key, {})
+        description = " ".join(node.get("description", "").split())
+        lines += [f"{pad}# {line}" for line in textwrap.wrap(description, 118 - indent)]
+        if isinstance(value, dict) and value and "properties" in node:
+            lines += [f"{pad}{key}:", annotated_yaml(value, node, indent + 2)]
+        else:
+            text = yaml.safe_dump(value, default_flow_style=True, width=1 << 20, allow_unicode=True)
+            lines.append(f"{pad}{key}: {text.removesuffix(chr(10)).removesuffix('...').strip()}")
+    return "\n".join(lines)

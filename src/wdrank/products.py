@@ -38,6 +38,7 @@ class Option:
     type: type = str
     nargs: int | None = None
     choices: tuple[str, ...] | None = None
+    default: Any = None  # on the command line only: None makes the option required
 
     def argument(self, value: Any) -> list[str]:
         """The option's value as command-line words."""
@@ -118,7 +119,7 @@ def _experiment(config: Mapping[str, Any], wildcards: Any) -> str:
 
 RANK_METRIC = Option("the rank column shown, e.g. rank_tol_0.01", _rank_metric)
 LM_WD_MLP = Option("the λ_MLP held fixed", setting("language_model", "figures", "wd_mlp"), float)
-NOTE = Option("a line added under the title (e.g. quantisation)", _model_note)
+NOTE = Option("a line added under the title (e.g. quantisation)", _model_note, default="")
 LM_RUNS = {"spectra": "lm_head_spectra"}
 VIT_RUNS = {"spectra": "vit_head_spectra", "runs": "vit_runs"}
 LM = "Fig. 3 (left) and Table 1: language models"
@@ -192,6 +193,25 @@ PRODUCTS: tuple[Product, ...] = (
 )
 
 BY_NAME = {product.name: product for product in PRODUCTS}
+
+
+def flag(name: str) -> str:
+    """The command-line flag of a product's table, option or output file: --rank-metric for rank_metric."""
+    return "--" + name.replace("_", "-")
+
+
+def command_arguments(product: Product, tables: Mapping[str, Any], options: Mapping[str, Any],
+                      outputs: Mapping[str, str]) -> list[str]:
+    """The arguments of `wdrank figure|table NAME` that build `product` from these tables (a list where gathered),
+    option values and output files."""
+    words: list[str] = []
+    for name in product.reads:
+        words += [flag(name), *(tables[name] if product.gathered(name) else [tables[name]])]
+    for name, value in options.items():
+        words += [flag(name), *product.options[name].argument(value)]
+    for ext in product.formats:
+        words += [flag(ext), outputs[ext]]
+    return [str(word) for word in words]
 
 
 def option_values(product: Product, config: Mapping[str, Any], wildcards: Any = None) -> dict[str, Any]:

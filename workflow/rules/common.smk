@@ -7,7 +7,7 @@ from wdrank.config import differences
 from wdrank.sweeps import TRAINED, sweep_values
 from wdrank.fetch import fetched_path
 from wdrank.hub import TOKENIZER_FILES, is_local
-from wdrank.products import PRODUCTS, option_values
+from wdrank.products import PRODUCTS, command_arguments, option_values
 from wdrank.spectra import rank_column
 from wdrank.tracking import require_tensorboard
 
@@ -20,7 +20,9 @@ RANK_METRIC = rank_column(config["spectra"]["rank_thresholds"][0])
 # tables (wdrank.experiments.TRAINED), and the rule that trains each of its runs.
 EXPERIMENT_NAMES = {section: trained.name for section, trained in TRAINED.items()}
 SECTION_OF_NAME = {name: section for section, name in EXPERIMENT_NAMES.items()}
-TRAINING_RULES = {section: trained.training_rule for section, trained in TRAINED.items()}
+TRAINING_RULES = {
+    section: trained.training_rule for section, trained in TRAINED.items()
+}
 # Training rules checkpoint and stop on SIGTERM: SLURM sends it `time_limit_warning` seconds before their time
 # limit, and the resubmitted job resumes (wdrank.train). SIGTERM, not SIGUSR1: SLURM signals every process of the
 # job step, and Snakemake's process there waits for its job on SIGTERM but dies on SIGUSR1. Part of the rule's own
@@ -319,9 +321,7 @@ def experiment_files():
             "provenance": provenance.get(section, list(map(provenance_of, tables))),
             "outputs": tables
             + [
-                path
-                for product in PRODUCTS
-                for path in product_files(product, section)
+                path for product in PRODUCTS for path in product_files(product, section)
             ],
         }
         for section, tables in sources.items()

@@ -44,47 +44,29 @@ def product_outputs(product):
 
 
 def product_arguments(product):
-    """The command line of a product's job (a function of its wildcards, inputs and outputs), every value quoted."""
+    """The command line of a product's job (a function of its wildcards, inputs and outputs), every word quoted."""
 
     def arguments(wildcards, input, output):
-        words = []
-        for name in product.reads:
-            words += (
-                [f"--{name.replace('_', '-')}", *input[name]]
-                if product.gathered(name)
-                else [f"--{name.replace('_', '-')}", input[name]]
-            )
-        for name, value in option_values(product, config, wildcards).items():
-            words += [
-                f"--{name.replace('_', '-')}",
-                *product.options[name].argument(value),
-            ]
+        options = option_values(product, config, wildcards)
+        words = command_arguments(product, input, options, output)
         if product.kind == "figure":
             words += ["--width", FIGURE_WIDTH]
-        for ext in product.formats:
-            words += [f"--{ext}", output[ext]]
         return " ".join(map(shlex.quote, words))
 
     return arguments
 
 
 def product_files(product, section):
-    """What `all` asks of a product for one enabled experiment (config section): its files for every value of its
-    wildcard; nothing where a table it gathers would be empty (no model audited once).
+    """What `all` asks of a product for one enabled experiment (config section): its files, for every value of its
+    wildcard (a product without a section: for that experiment's); none where a table it gathers would be empty.
     """
     if product.section is None:
-        values = [EXPERIMENT_NAMES.get(section)]
-        if values[0] is None:
-            return []
-    elif product.section != section:
-        return []
+        wanted, values = section in EXPERIMENT_NAMES, [EXPERIMENT_NAMES.get(section)]
     else:
-        values = wildcard_values(product.wildcard) if product.wildcard else [None]
-    if any(
-        not wildcard_values(product.gathered(name))
-        for name in product.reads
-        if product.gathered(name)
-    ):
+        wanted = product.section == section
+        values = wildcard_values(product.wildcard) if product.wildcard else []
+    gathered = {product.gathered(name) for name in product.reads} - {None}
+    if not wanted or not all(map(wildcard_values, gathered)):
         return []
     patterns = list(product.outputs().values())
     if not product.wildcard:
@@ -124,6 +106,7 @@ for product in PRODUCTS:
             **job_resources(product.name),
         params:
             kind=product.kind,
+            name=product.name,
             arguments=product_arguments(product),
         shell:
-            "python -m wdrank {params.kind} {rule} {params.arguments} > {log} 2>&1"
+            "python -m wdrank {params.kind} {params.name} {params.arguments} > {log} 2>&1"

@@ -10,16 +10,12 @@ from __future__ import annotations
 import argparse
 
 from wdrank.commands import add_command, add_group, describe_group, figure_arguments
-from wdrank.products import PRODUCTS, Product
+from wdrank.products import PRODUCTS, Product, flag
 
 COMMANDS = {
     "figure": "draw one figure of the paper from its result tables (e.g. results/cache/*.csv.gz)",
     "table": "build a paper table (Table 1, the rank tables, the audit summary) from result tables",
 }
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
 
 
 def _inputs(product: Product, args: argparse.Namespace) -> dict:
@@ -58,11 +54,11 @@ def _register_product(group: argparse._SubParsersAction, product: Product) -> No
     sub = add_command(group, product.name, product.description, _build(product))
     for name, stem in product.reads.items():
         gathered = product.gathered(name)
-        sub.add_argument(_flag(name), dest=name, required=True, nargs="+" if gathered else None,
+        sub.add_argument(flag(name), dest=name, required=True, nargs="+" if gathered else None,
                          help=f"{stem}.csv" + (f", one per {gathered}" if gathered else ""))
     for name, option in product.options.items():
-        sub.add_argument(_flag(name), dest=name, required=True, type=option.type, nargs=option.nargs,
-                         choices=option.choices, help=option.help)
+        sub.add_argument(flag(name), dest=name, required=option.default is None, default=option.default,
+                         type=option.type, nargs=option.nargs, choices=option.choices, help=option.help)
     if product.kind == "figure":
         figure_arguments(sub)
     else:

@@ -1,4 +1,5 @@
-"""Fig. 1: four panels from the long table of `wdrank.experiments.factorized`, predictions drawn beside data."""
+"""Fig. 1: four panels from the long table of `wdrank.experiments.factorized`, the closed forms of `wdrank.theory` drawn
+beside the data."""
 
 from __future__ import annotations
 
