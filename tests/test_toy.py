@@ -14,7 +14,7 @@ from wdrank.experiments.training import run_decays, run_training
 from wdrank.heads import attention_factors
 from wdrank.models.toy import ToyShape, build_toy
 from wdrank.recording import fitted_decay_rate
-from wdrank.runs import run_spectra
+from wdrank.run_spectra import run_spectra
 from wdrank.theory import l2_optimum
 
 SHAPE = ToyShape(x_dim=3, n_layer=2, d_model=12, n_head=2, d_head=6)

@@ -18,7 +18,7 @@ from wdrank.experiments.training import run_decays, run_training
 from wdrank.heads import attention_factors
 from wdrank.models.vit import ViTShape, build_vit
 from wdrank.optim import parameter_role
-from wdrank.runs import run_spectra
+from wdrank.run_spectra import run_spectra
 
 
 NATIVE = {"image_size": None, "channels": None, "max_images": None}  # the source's own size and channels, all images

@@ -68,6 +68,7 @@ class Product:
 
     @property
     def folder(self) -> str:
+        """Where its files go: figures and tables apart."""
         return "results/figures" if self.kind == "figure" else "results/tables"
 
     def outputs(self) -> dict[str, str]:
@@ -81,9 +82,11 @@ class Product:
 
     @property
     def module(self) -> str:
+        """The module of its function: the workflow reruns the product when that module's code changes."""
         return self.build.partition(":")[0]
 
     def function(self) -> Callable[..., Any]:
+        """Its function, imported only when it is built (a figure's plotting stack is heavy)."""
         module, _, name = self.build.partition(":")
         return getattr(importlib.import_module(module), name)
 
@@ -114,6 +117,7 @@ def _model_note(config: Mapping[str, Any], wildcards: Any) -> str:
 
 
 def _experiment(config: Mapping[str, Any], wildcards: Any) -> str:
+    """The experiment a learning-curves figure is drawn for: its wildcard."""
     return wildcards.experiment
 
 

@@ -82,7 +82,9 @@ else:
         params:
             grid=json.dumps(
                 {
-                    run_tables(section)["runs"]: sweep_values(config, section)
+                    run_tables(EXPERIMENT_NAMES[section])["runs"]: sweep_values(
+                        config, section
+                    )
                     for section in TRAINED
                     if config[section]["enabled"]
                 }

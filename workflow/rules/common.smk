@@ -142,9 +142,9 @@ def run_settings(section):
     return json.dumps(kept, sort_keys=True)
 
 
-def run_tables(section):
-    """The result tables of a trained experiment: runs (one row per run), head spectra and learning curves."""
-    name = EXPERIMENT_NAMES[section]
+def run_tables(name):
+    """The result tables of a trained experiment, by its short name (or the pattern {experiment}): runs (one row per
+    run), head spectra and learning curves."""
     return {
         "runs": f"results/tables/{name}_runs.csv",
         "spectra": f"results/tables/{name}_head_spectra.csv",
@@ -308,12 +308,16 @@ def experiment_files():
     """
     sources = {
         "factorized": [FACTORIZED_TABLE],
-        **{section: list(run_tables(section).values()) for section in TRAINED},
+        **{
+            section: list(run_tables(name).values())
+            for section, name in EXPERIMENT_NAMES.items()
+        },
         "scalar_pair": [PAIR_TABLE],
         "audit": AUDIT_SOURCES,
     }
     provenance = {
-        section: [provenance_of(run_tables(section)["runs"])] for section in TRAINED
+        section: [provenance_of(run_tables(name)["runs"])]
+        for section, name in EXPERIMENT_NAMES.items()
     }
     return {
         section: {

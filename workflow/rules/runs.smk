@@ -1,5 +1,5 @@
 # What every trained experiment (language model, ViT, toy Transformer) does after training, the same way
-# (wdrank.runs): the spectra of each run's checkpoints, then one runs table and one head-spectra table; and its
+# (wdrank.run_spectra): the spectra of each run's checkpoints, then one runs table and one head-spectra table; and its
 # learning curves: one table of every run's metrics log, and its figure.
 # Spectra are a job of their own so that changing the rank thresholds retrains nothing, and a GPU job never spends
 # its allocation on them.
@@ -39,9 +39,9 @@ rule collect_runs:
             SECTION_OF_NAME[wildcards.experiment], "spectra.parquet"
         ),
     output:
-        runs="results/tables/{experiment}_runs.csv",
-        spectra="results/tables/{experiment}_head_spectra.csv",
-        provenance="results/tables/{experiment}_runs_provenance.csv",
+        runs=run_tables("{experiment}")["runs"],
+        spectra=run_tables("{experiment}")["spectra"],
+        provenance=provenance_of(run_tables("{experiment}")["runs"]),
     log:
         "logs/collect_runs/{experiment}.log",
     benchmark:
@@ -69,7 +69,7 @@ rule learning_curves_table:
             SECTION_OF_NAME[wildcards.experiment], "metrics.jsonl"
         ),
     output:
-        "results/tables/{experiment}_learning_curves.csv",
+        run_tables("{experiment}")["curves"],
     log:
         "logs/learning_curves_table/{experiment}.log",
     benchmark:

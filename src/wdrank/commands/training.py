@@ -42,7 +42,7 @@ def _train(args: argparse.Namespace) -> None:
 
 def _spectra(args: argparse.Namespace) -> None:
     from wdrank.aggregate import write_run_table
-    from wdrank.runs import run_spectra
+    from wdrank.run_spectra import run_spectra
 
     table = run_spectra(args.summary, tuple(args.rank_thresholds))
     write_run_table(table, args.out, {"summary": args.summary, "rank_thresholds": args.rank_thresholds})

@@ -4,7 +4,7 @@ An experiment's `setup(settings, data_dir, decays, seed)` builds what differs be
 optimiser, what to score at the end); `run_training` does the rest the same way for all three: print the parameter
 groups, train with exact resume (`wdrank.train`), score, and write summary.json (layout: `wdrank.summary`), provenance
 included.
-The spectra of the checkpoints are a separate step (`wdrank.runs.run_spectra`).
+The spectra of the checkpoints are a separate step (`wdrank.run_spectra`).
 """
 
 from __future__ import annotations
