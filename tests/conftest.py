@@ -82,7 +82,7 @@ TINY_FIGURES = sorted([
     "fig1_factorized_matrices.png",
     "fig3_lm_rank_per_head.png", "figA_lm_rank_all_layers.png", "lm_rank_vs_step.png", "lm_rank_and_perplexity.png",
     "fig3_vit_rank.png", "figA_vit_rank_heatmap.png",
-    "toy_transformer.png", "figA_scalar_pair_trajectories.png",
+    "fig2_toy_transformer.png", "figA_scalar_pair_trajectories.png",
     "fig4_audit_all-MiniLM-L6-v2.png",
     "learning_curves_lm.png", "learning_curves_vit.png", "learning_curves_toy.png",
 ])

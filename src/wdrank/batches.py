@@ -8,10 +8,6 @@ in the mean gradient, so both splits must be exact.
 
 from __future__ import annotations
 
-# Evaluation keeps no activations for a backward pass: this many training micro-batches fit in its memory at once.
-EVALUATION_BATCHES_PER_MICRO_BATCH = 4
-
-
 def split_problem(batch_size: int, processes: int, micro_batch_size: int | None) -> tuple[str, str] | None:
     """Where a global batch cannot be split evenly: (the train key at fault, what it allows); None if it can."""
     if batch_size % processes:
@@ -25,5 +21,6 @@ def split_problem(batch_size: int, processes: int, micro_batch_size: int | None)
 
 
 def evaluation_batch(batch_size: int, micro_batch_size: int | None) -> int:
-    """Examples per forward pass when evaluating: a few training micro-batches (or whole batches) at once."""
-    return EVALUATION_BATCHES_PER_MICRO_BATCH * (micro_batch_size or batch_size)
+    """Examples per forward pass when evaluating: a training micro-batch (or the whole batch), so that evaluation
+    never needs more memory than a training step."""
+    return micro_batch_size or batch_size
