@@ -268,5 +268,5 @@ def annotated_yaml(config: dict[str, Any], schema: dict[str, Any] | None = None,
             lines += [f"{pad}{key}:", annotated_yaml(value, node, indent + 2)]
         else:
             text = yaml.safe_dump(value, default_flow_style=True, width=1 << 20, allow_unicode=True)
-            lines.append(f"{pad}{key}: {text.removesuffix(chr(10)).removesuffix('...').strip()}")
+            lines.append(f"{pad}{key}: " + text.removesuffix("...\n").strip())  # a scalar ends its document so
     return "\n".join(lines)
