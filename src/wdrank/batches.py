@@ -8,6 +8,7 @@ in the mean gradient, so both splits must be exact.
 
 from __future__ import annotations
 
+
 def split_problem(batch_size: int, processes: int, micro_batch_size: int | None) -> tuple[str, str] | None:
     """Where a global batch cannot be split evenly: (the train key at fault, what it allows); None if it can."""
     if batch_size % processes:
