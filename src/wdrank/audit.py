@@ -24,12 +24,14 @@ import numpy as np
 import pandas as pd
 
 from wdrank.heads import LayerFactors, attention_factors, timm_blocks_config
+from wdrank.lora import audit_adapter, is_adapter
 
 def audit_model(model: Any, rank_thresholds: Iterable[float] | None = None, n_head: int | None = None,
                 config: Mapping | Any | None = None, hub_cache: str | Path | None = None, threads: int | None = None,
                 progress: bool = False) -> pd.DataFrame:
     """The per-head table of a model: one row per (layer, head, product) with every `wdrank.spectra` statistic and
-    `nuclear_to_frobenius`, `gap_relative`, `balance_relative` (relative to the Frobenius side).
+    `nuclear_to_frobenius`, `gap_relative`, `balance_relative` (relative to the Frobenius side). A PEFT LoRA adapter
+    (a folder or hub id with adapter_config.json) gives one row per adapted module instead (`wdrank.lora`).
 
     Args:
         model: a folder or checkpoint file (see `wdrank.weights.open_weights`), a hub id `org/name[@revision]`
@@ -46,6 +48,8 @@ def audit_model(model: Any, rank_thresholds: Iterable[float] | None = None, n_he
         from wdrank.config import schema_default
 
         rank_thresholds = schema_default("spectra", "rank_thresholds")
+    if isinstance(model, (str, Path)) and is_adapter(path := local_model(model, hub_cache)):
+        return audit_adapter(path, tuple(rank_thresholds))
     state, model_config = model_weights(model, n_head, config, hub_cache)
     try:
         return factor_spectra_table(attention_factors(state, model_config), tuple(rank_thresholds), threads,

@@ -4,7 +4,8 @@ Layout of one checkpoint:
 
     <checkpoint_dir>/step_000400/
         model.safetensors, config.json   # `from_pretrained` loads these (transformers models); other models get
-                                          # the config that `wdrank.heads` splits them by
+                                          # the config that `wdrank.heads` splits them by; a LoRA run's
+                                          # checkpoint is its adapter (adapter_model.safetensors, adapter_config.json)
         optimizer.pt                      # optimizer + scheduler state, read with torch.load(weights_only=True)
         trainer_state.json                # {"step": 400}, written last: a folder without it is not a checkpoint
 
@@ -33,6 +34,7 @@ from torch import nn
 
 STEP_PREFIX = "step_"
 WEIGHTS = "model.safetensors"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"  # a LoRA run's checkpoint: peft's save_pretrained of the adapter
 OPTIMIZER = "optimizer.pt"
 STATE = "trainer_state.json"
 CONFIG = "config.json"
@@ -136,9 +138,12 @@ def _clear_leftovers(directory: Path) -> None:
 
 
 def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
-    """The weights of a checkpoint folder (or a .safetensors file), with a clear error if unreadable."""
+    """The weights of a checkpoint folder (a LoRA run's: its adapter) or of a .safetensors file, with a clear error
+    if unreadable."""
     path = Path(path)
     weights = path / WEIGHTS if path.is_dir() else path
+    if path.is_dir() and not weights.exists() and (path / ADAPTER_WEIGHTS).exists():
+        weights = path / ADAPTER_WEIGHTS
     try:
         return load_file(weights)
     except Exception as error:  # safetensors raises several types for missing, truncated or foreign files
@@ -150,12 +155,18 @@ def load_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
     """Restore model (and optimizer, scheduler) from a checkpoint folder; returns its trainer state."""
     path = Path(path)
     state_dict = load_weights(path)
-    missing, unexpected = model.load_state_dict(state_dict, strict=False)
-    # transformers drops tied weights (lm_head = wte) from the file; anything else missing is an error
-    tied = set(getattr(model, "_tied_weights_keys", None) or [])
-    missing = [key for key in missing if key not in tied and not any(key.endswith(t) for t in tied)]
+    if hasattr(model, "peft_config"):  # a LoRA run: the checkpoint holds the adapter alone, the base is frozen
+        from peft import set_peft_model_state_dict
+
+        missing, unexpected = set_peft_model_state_dict(model, state_dict)
+        missing = [key for key in missing if "lora_" in key]
+    else:
+        missing, unexpected = model.load_state_dict(state_dict, strict=False)
+        # transformers drops tied weights (lm_head = wte) from the file; anything else missing is an error
+        tied = set(getattr(model, "_tied_weights_keys", None) or [])
+        missing = [key for key in missing if key not in tied and not any(key.endswith(t) for t in tied)]
     if missing or unexpected:
-        raise CheckpointError(f"checkpoint {path / WEIGHTS} does not fit the model: missing {missing}, "
+        raise CheckpointError(f"checkpoint {path} does not fit the model: missing {missing}, "
                               f"unexpected {unexpected}")
     if optimizer is not None:
         try:

@@ -76,7 +76,9 @@ def resolve(name: str, repo_type: str, revision: str | None, patterns: list[str]
 MODEL_ID = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)(?:@(?P<revision>[\w./-]+))?$")
 # What the audit downloads of a model repository: its config and weights, safetensors preferred over pickles.
 MODEL_FILES = (["config.json", "model*.safetensors", "model.safetensors.index.json"],
-               ["config.json", "pytorch_model*.bin", "pytorch_model.bin.index.json"])
+               ["config.json", "pytorch_model*.bin", "pytorch_model.bin.index.json"],
+               ["adapter_config.json", "adapter_model.safetensors"],  # PEFT adapters (wdrank.lora)
+               ["adapter_config.json", "adapter_model.bin"])
 # A snapshot folder inside a hub cache: .../models--org--name/snapshots/<commit>
 CACHED_SNAPSHOT = re.compile(r"models--(?P<org>[^/]+?)--(?P<name>[^/]+)/snapshots/[0-9a-f]{40}/?$")
 

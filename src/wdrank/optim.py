@@ -1,8 +1,9 @@
 """Parameter groups by role, each with its own weight decay (Table 1 varies λ_SA and λ_MLP separately).
 
-The rule, stated once: a 2-D weight inside an attention block is `attention`, a 2-D weight inside an MLP
-block is `mlp`, and everything else (embeddings, norms, biases, the output head) is `other`. Every parameter
-lands in exactly one group (asserted).
+The rule, stated once: a LoRA adapter's factor (peft's lora_A, lora_B) is `lora`, wherever it sits; a 2-D weight
+inside an attention block is `attention`, a 2-D weight inside an MLP block is `mlp`, and everything else
+(embeddings, norms, biases, the output head) is `other`. Every trainable parameter lands in exactly one group
+(asserted); frozen ones (a LoRA run's base model) in none.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-ROLES = ("attention", "mlp", "other")
+ROLES = ("attention", "mlp", "other", "lora")
 # Module-path fragments of attention and MLP blocks in GPT-2 / LLaMA / BERT (transformers), timm ViT and our toys.
 ATTENTION_PATTERN = re.compile(r"(^|\.)(attn|self_attn|attention)\.")
 MLP_PATTERN = re.compile(r"(^|\.)(mlp|feed_forward|intermediate|output\.dense)\.?")
+LORA_PATTERN = re.compile(r"\.lora_(embedding_)?[AB](\.|$)")
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,7 @@ class WeightDecays:
     attention: float  # λ_SA
     mlp: float  # λ_MLP
     other: float = 0.0
+    lora: float = 0.0  # λ_LoRA, on the factors of LoRA adapters
 
     def __post_init__(self) -> None:
         for role in ROLES:
@@ -32,7 +35,9 @@ class WeightDecays:
 
 
 def parameter_role(name: str, parameter: nn.Parameter) -> str:
-    """'attention', 'mlp' or 'other' for a named parameter (see the module docstring)."""
+    """'attention', 'mlp', 'other' or 'lora' for a named parameter (see the module docstring)."""
+    if LORA_PATTERN.search(name):
+        return "lora"
     if parameter.ndim == 2 and ATTENTION_PATTERN.search(name):
         return "attention"
     if parameter.ndim == 2 and MLP_PATTERN.search(name):

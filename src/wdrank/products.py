@@ -24,7 +24,7 @@ FIGURE_FORMATS = ("pdf", "png")
 WILDCARDS = {
     "model": "a model audited once (Fig. 4)",
     "trajectory": "a model audited along training",
-    "experiment": "a trained experiment's folder under results/ (lm, vit, toy)",
+    "experiment": "a trained experiment's folder under results/ (lm, vit, toy, lora)",
 }
 
 
@@ -121,15 +121,33 @@ def _experiment(config: Mapping[str, Any], wildcards: Any) -> str:
     return wildcards.experiment
 
 
+def _first_of(*keys: str) -> Callable[[Mapping[str, Any], Any], Any]:
+    """An option whose value is the first value of a sweep axis (the cell a figure shows)."""
+    values = setting(*keys)
+
+    def value(config: Mapping[str, Any], wildcards: Any) -> Any:
+        return values(config, wildcards)[0]
+
+    value.__doc__ = "the first of config key " + ".".join(keys)
+    return value
+
+
 RANK_METRIC = Option("the rank column shown, e.g. rank_tol_0.01", _rank_metric)
 LM_WD_MLP = Option("the λ_MLP held fixed", setting("language_model", "figures", "wd_mlp"), float)
 NOTE = Option("a line added under the title (e.g. quantisation)", _model_note, default="")
 LM_RUNS = {"spectra": "lm_head_spectra"}
 VIT_RUNS = {"spectra": "vit_head_spectra", "runs": "vit_runs"}
+LORA_CELL = {"lora_r": Option("the LoRA rank r shown", _first_of("lora", "sweep", "r"), int),
+             "lora_lr": Option("the learning rate shown", _first_of("lora", "sweep", "lr"), float)}
+LORA_SCHEDULE = {"steps": Option("the runs' steps", setting("lora", "train", "steps"), int),
+                 "warmup_steps": Option("the runs' warmup steps", setting("lora", "train", "warmup_steps"), int),
+                 "min_lr_ratio": Option("the cosine's final lr / lr", setting("lora", "train", "min_lr_ratio"), float)}
+LORA_RUNS = {"spectra": "lora_head_spectra", "runs": "lora_runs"}
 LM = "Fig. 3 (left) and Table 1: language models"
 VIT = "Fig. 3 (right): Vision Transformer"
 TOY = "Fig. 2: toy Transformer"
 AUDIT = "Fig. 4: pretrained models"
+LORA = "Beyond the paper: LoRA adapters"
 
 PRODUCTS: tuple[Product, ...] = (
     Product("fig1_factorized_matrices", "figure", "wdrank.plots.factorized:plot_factorized",
@@ -180,10 +198,19 @@ PRODUCTS: tuple[Product, ...] = (
             {"table": "figA_scalar_pair_trajectories"},
             {"target": Option("w* of the runs", setting("scalar_pair", "target"), float, nargs=2)},
             section="scalar_pair"),
+    Product("lora_rank_and_perplexity", "figure", "wdrank.plots.lora:lora_rank_and_perplexity",
+            "LoRA: rank of B A used out of r and test perplexity against λ_LoRA, paired by seed", LORA, LORA_RUNS,
+            {**LORA_CELL, "rank_metric": RANK_METRIC}, section="lora"),
+    Product("lora_balance", "figure", "wdrank.plots.lora:lora_balance",
+            "LoRA: balance and nuclear/Frobenius of the factor pairs against the decay clock λΣη", LORA,
+            {"spectra": "lora_head_spectra"}, {**LORA_CELL, **LORA_SCHEDULE}, section="lora"),
+    Product("lora_rank", "table", "wdrank.tables:lora_rank",
+            "LoRA: decay clock, rank used, nuclear/Frobenius, balance and perplexity per (r, lr, λ_LoRA)", LORA,
+            LORA_RUNS, {"rank_metric": RANK_METRIC, **LORA_SCHEDULE}, section="lora", formats=("csv", "md")),
     Product("learning_curves", "figure", "wdrank.plots.curves:plot_learning_curves",
             "training loss, held-out loss and learning rate against the step, every run", "Learning curves",
             {"curves": "{experiment}_learning_curves"},
-            {"experiment": Option("the experiment, for the title", _experiment, choices=("lm", "vit", "toy"))},
+            {"experiment": Option("the experiment, for the title", _experiment, choices=("lm", "vit", "toy", "lora"))},
             wildcard="experiment"),
     Product("fig4_audit", "figure", "wdrank.plots.audit:plot_audit",
             "Fig. 4 of one model: Frobenius side vs nuclear norm, ratio and rank per layer", AUDIT,

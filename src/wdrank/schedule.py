@@ -9,6 +9,7 @@ gradient is the mean over the same global batch (to float rounding).
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -44,6 +45,11 @@ class Schedule:
             return (step + 1) / self.warmup_steps
         progress = (step - self.warmup_steps) / max(1, self.steps - self.warmup_steps)
         return self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+    def cumulative_lr(self, lr: float) -> list[float]:
+        """Σ_{s < step} lr · lr_factor(s) for step = 0 .. steps: times λ, how far AdamW's decoupled decay, a factor
+        (1 − η_s λ) per step, has shrunk the weights by then (the decay clock of the LoRA figures)."""
+        return list(itertools.accumulate((lr * self.lr_factor(s) for s in range(self.steps)), initial=0.0))
 
     def saves_at(self) -> list[int]:
         return sorted(set(self.checkpoint_steps) | {self.steps})

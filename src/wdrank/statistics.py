@@ -146,6 +146,21 @@ def run_ranks(spectra: pd.DataFrame, metric: str) -> pd.DataFrame:
     return wide.rename(columns={product: f"{product}_{metric}" for product in HEAD_PRODUCTS})
 
 
+# Per-run means of a LoRA run's adapter (wdrank.lora columns): rank used out of r, effective rank out of r, and the
+# nuclear-norm regime's two measures
+ADAPTER_MEANS = ("rank_used", "effective_rank_used", "nuclear_to_frobenius", "balance_relative")
+
+
+def adapter_run_means(spectra: pd.DataFrame, rank_metric: str) -> pd.DataFrame:
+    """One row per (run, step) of a LoRA sweep's spectra (one row per module): the mean over modules of
+    `rank_used` (`rank_metric` / r), `effective_rank_used` (effective rank / r), `nuclear_to_frobenius` and
+    `balance_relative`."""
+    keys = [key for key in SWEEP_KEYS if key in spectra.columns] + ["step"]
+    modules = spectra.assign(rank_used=spectra[rank_metric] / spectra["r"],
+                             effective_rank_used=spectra["effective_rank"] / spectra["r"])
+    return modules.groupby(keys, as_index=False)[list(ADAPTER_MEANS)].mean()
+
+
 DIFFERENCE_COLUMNS = {"ci_low": "difference_ci_low", "ci_high": "difference_ci_high"}  # beside the mean's own
 
 

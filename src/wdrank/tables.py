@@ -1,12 +1,14 @@
 """Paper-ready tables: Table 1 (test perplexity over the λ_SA x λ_MLP grid) as CSV, Markdown and LaTeX, the ViT's
-rank and accuracy per λ, and the audit summary (Fig. 4) per model and product."""
+rank and accuracy per λ, the audit summary (Fig. 4) per model and product (or per module kind of an adapter), and the
+LoRA sweep's regime per (r, lr, λ_LoRA)."""
 
 from __future__ import annotations
 
 import pandas as pd
 
 from wdrank.spectra import HEAD_PRODUCTS
-from wdrank.statistics import beats_all, best_beyond_intervals, better_beyond, metric_summary, run_ranks
+from wdrank.statistics import (ADAPTER_MEANS, adapter_run_means, beats_all, best_beyond_intervals, better_beyond,
+                               metric_summary, run_ranks)
 
 
 def perplexity_grid(runs: pd.DataFrame) -> tuple[pd.DataFrame, str]:
@@ -138,7 +140,7 @@ def summary_markdown(table: pd.DataFrame, axis: str = "wd_attn", labels: dict[st
             + "\n".join(lines) + "\n")
 
 
-NAMES = {"wd_attn": "λ_SA", "wd_mlp": "λ_MLP"}  # sweep columns as the paper writes them
+NAMES = {"wd_attn": "λ_SA", "wd_mlp": "λ_MLP", "wd_lora": "λ_LoRA", "lora_r": "r", "lora_lr": "lr"}  # sweep columns as the paper writes them
 SUMMARY_COLUMNS = ["mean", "std", "n_seeds", "ci_low", "ci_high", "n_pairs", "difference", "difference_ci_low",
                    "difference_ci_high", "p_value", "p_holm"]
 
@@ -152,11 +154,13 @@ def _summary_tables(table: pd.DataFrame, metric: str) -> dict[str, str]:
 
 def audit_summary(table: pd.DataFrame, model: str) -> pd.DataFrame:
     """Per product: median and interquartile range of the nuclear/Frobenius ratio, median relative balance and
-    mean rank as a fraction of the head dimension (first rank column)."""
+    mean rank as a fraction of the head dimension (first rank column); an adapter's table (`wdrank.lora`) per module
+    kind, the rank as a fraction of r."""
     rank_column = next(c for c in table.columns if c.startswith("rank_tol_"))
-    grouped = table.assign(rank_fraction=table[rank_column] / table["head_dim"]).groupby("product")
+    group, unit, size = ("kind", "module", "r") if "module" in table.columns else ("product", "head", "head_dim")
+    grouped = table.assign(rank_fraction=table[rank_column] / table[size]).groupby(group)
     summary = grouped.agg(
-        heads=("head", "size"),
+        **{f"{unit}s": (unit, "size")},
         median_nuclear_to_frobenius=("nuclear_to_frobenius", "median"),
         q25_nuclear_to_frobenius=("nuclear_to_frobenius", lambda s: s.quantile(0.25)),
         q75_nuclear_to_frobenius=("nuclear_to_frobenius", lambda s: s.quantile(0.75)),
@@ -187,3 +191,50 @@ def fig4_audit_summary(tables: list[pd.DataFrame]) -> dict[str, str]:
     """`audit_summary` of each audited model, one after the other."""
     summary = pd.concat([audit_summary(table, table["model"].iloc[0]) for table in tables], ignore_index=True)
     return {"csv": summary.to_csv(index=False, float_format="%.10g")}
+
+
+LORA_LABELS = {"decay_clock": "λΣη", "rank_used": "rank used / r", "effective_rank_used": "effective rank / r",
+               "nuclear_to_frobenius": "nuclear / Frobenius", "balance_relative": "balance / Frobenius",
+               "test_perplexity": "test perplexity"}
+LORA_COMPARED = ("rank_used", "test_perplexity")  # cells that also show the paired difference from λ_LoRA = 0
+
+
+def lora_rank(spectra: pd.DataFrame, runs: pd.DataFrame, rank_metric: str, steps: int, warmup_steps: int,
+              min_lr_ratio: float) -> dict[str, str]:
+    """The LoRA sweep's regime per (r, lr, λ_LoRA) at the final step: the decay clock λΣη (how far AdamW's decay has
+    acted), rank of B A used out of r and effective rank out of r (means over modules), nuclear / Frobenius (1: the
+    nuclear-norm regime), relative balance, test perplexity; `metric_summary` over seeds, each λ_LoRA against 0."""
+    from wdrank.schedule import Schedule
+
+    final = spectra[spectra["step"] == spectra["step"].max()]
+    per_run = adapter_run_means(final, rank_metric).merge(
+        runs[["lora_r", "lora_lr", "wd_lora", "seed", "test_perplexity"]],
+        on=["lora_r", "lora_lr", "wd_lora", "seed"])
+    schedule = Schedule(steps=steps, batch_size=1, warmup_steps=warmup_steps, min_lr_ratio=min_lr_ratio)
+    per_run["decay_clock"] = [lam * schedule.cumulative_lr(lr)[-1]
+                              for lam, lr in zip(per_run["wd_lora"], per_run["lora_lr"], strict=True)]
+    table = metric_summary(per_run, ["decay_clock", *ADAPTER_MEANS, "test_perplexity"], "wd_lora", ["lora_r", "lora_lr"])
+
+    def cell(row: pd.Series) -> str:
+        text = f"{row['mean']:.3g}" if row["metric"] == "decay_clock" else f"{row['mean']:.3g} ± {row['std']:.2g}"
+        if row["metric"] in LORA_COMPARED and not pd.isna(row["n_pairs"]):
+            text += " (Δ " + _interval(row["difference"], row["difference_ci_low"], row["difference_ci_high"],
+                                       "+.2g") + ")"
+        return text
+
+    cells = table.assign(cell=table.apply(cell, axis=1)).pivot(index=["lora_r", "lora_lr", "wd_lora"], columns="metric",
+                                                              values="cell")[list(LORA_LABELS)]
+    lines = ["| r | lr | λ_LoRA | " + " | ".join(LORA_LABELS.values()) + " |", "|" + "---|" * (len(LORA_LABELS) + 3)]
+    lines += [f"| {r} | {lr:g} | {lam:g} | " + " | ".join(row) + " |"
+              for (r, lr, lam), row in zip(cells.index, cells.values, strict=True)]
+    seeds = ", ".join(str(n) for n in sorted(table["n_seeds"].unique()))
+    caption = (f"LoRA at step {int(final['step'].max())}, means over adapted modules, mean ± std over seeds ({seeds} "
+               f"per cell); {metric_label_text(rank_metric)}. Δ: minus λ_LoRA = 0 in the same (r, lr), paired by "
+               "seed [95% interval]. λΣη is the decay clock: AdamW has shrunk the factors by e^{−λΣη}; "
+               "nuclear / Frobenius reaches 1 only in the nuclear-norm regime.")
+    return {"csv": table.to_csv(index=False, float_format="%.10g"), "md": caption + "\n\n" + "\n".join(lines) + "\n"}
+
+
+def metric_label_text(metric: str) -> str:
+    """'rank: σ_i > 0.01 σ_max' for rank_tol_0.01, in plain text."""
+    return f"rank: σ_i > {metric.removeprefix('rank_tol_')} σ_max" if metric.startswith("rank_tol_") else metric

@@ -18,6 +18,13 @@ Predictions (the paper, Sec. 3 and Fig. 1; each follows in a few lines from the 
 - minimiser: the nuclear-norm problem ‖W − D‖² + λ‖W‖_* is solved by soft thresholding, so the singular
   values of A Bᵀ converge to max(d_i − λ/2, 0).
 
+Under AdamW (decoupled decay, LoRA's optimiser) the balance law changes: one step is θ ← (1 − ηλ)θ − η m̂/√v̂.
+For a pair (a, b) with loss ℓ(ab), g_a = ℓ'·b and g_b = ℓ'·a, and the ratio m̂/√v̂ does not see a gradient's scale:
+while a and b change little over Adam's memory (1/(1 − β₂) steps), a and b take the same step ±η·u. So the gradient
+never moves |a| − |b|; only the decay does: |a| − |b| = (|a₀| − |b₀|)(1 − ηλ)^t ≈ e^{−λ·η·t} (`adamw_balance`),
+half of gradient flow's rate 2λ on the same clock λ·η·t, and a² − b² = (|a| − |b|)(|a| + |b|) follows it once
+|a| + |b| settles. Adam's per-coordinate steps make no such statement for matrices; the LoRA experiment measures them.
+
 Two scalar weights (appendix): on ½‖w − w*‖², L2 on w itself shrinks w* to w*/(1 + λ); on factorised weights
 w_i = a_i b_i it acts, once balanced, as λ|w_i| and soft-thresholds (`l2_optimum`).
 """
@@ -38,6 +45,16 @@ def predicted_singular_values(targets: tuple[float, ...], lam: float) -> np.ndar
 def rate_per_step_prediction(lam: float, lr: float) -> float:
     """2ηλ, the gradient-flow rate per step of size η (first order in η)."""
     return 2 * lr * lam
+
+
+def gradient_flow_balance(initial: float, lam: float, lr: float, steps: float) -> float:
+    """The balance after `steps` of gradient flow on the clock t = lr · step: initial · e^{−2λ·lr·step}."""
+    return initial * float(np.exp(-2 * lam * lr * steps))
+
+
+def adamw_balance(initial: float, lam: float, lr: float, steps: float) -> float:
+    """|a| − |b| of a factor pair after `steps` of AdamW (module docstring): initial · (1 − lr·λ)^steps."""
+    return initial * (1 - lr * lam) ** steps
 
 
 def balance_factors(targets: tuple[float, ...], lam: float, lr: float) -> tuple[float, float]:

@@ -314,7 +314,11 @@ def _index_shards(index: Path) -> list[str]:
 
 def files_read(path: str | Path) -> list[Path]:
     """The files `open_weights` reads of a model: a folder's config.json and weight files, or the file itself."""
+    from wdrank import lora
+
     path = Path(path)
+    if lora.is_adapter(path):
+        return [path / lora.CONFIG, lora.adapter_weights(path)]
     return [path / "config.json", *weight_files(path)] if path.is_dir() else [path]
 
 

@@ -356,3 +356,19 @@ def default_config_changes():
         for key in differences(config, default)
         if key.split(".")[0] in shaping and ".figures." not in f".{key}."
     ]
+
+
+def lora_base(wildcards):
+    """The base model and its prepared text: a run of the language-model experiment (its summary names its last
+    checkpoint) with that experiment's data, or a model and data folder as given."""
+    base = LORA["base"]
+    if "run" in base:
+        run = base["run"]
+        point = LM_SPACE.wildcard_pattern.format(
+            wd_attn=float(run["wd_attn"]), wd_mlp=float(run["wd_mlp"]), seed=run["seed"]
+        )
+        return {
+            "base": f"results/lm/runs/{point}/summary.json",
+            "data": rules.lm_data.output[0],
+        }
+    return {"base": base["model"], "data": base["data"]}

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from wdrank.commands import add_command, figure_arguments, rank_thresholds_argument
 
-COMMANDS = {"audit": "Fig. 4: per-head L2-vs-nuclear audit of a model (folder, file, GGUF or hub id), or of its "
-                     "checkpoints along training"}
+COMMANDS = {"audit": "Fig. 4: per-head L2-vs-nuclear audit of a model (folder, file, GGUF or hub id) or per-module "
+                     "audit of a PEFT LoRA adapter, or of its checkpoints along training"}
 
 
 def _models(args: argparse.Namespace) -> list[str]:
@@ -77,12 +77,18 @@ def _audit(args: argparse.Namespace) -> None:
 
 
 def _write_figure(table, name: str, trajectory: bool, args: argparse.Namespace) -> None:
-    """Fig. 4 of one model, or the trajectory figure of several checkpoints."""
+    """Fig. 4 of one model or adapter, or the trajectory figure of several checkpoints of a model."""
     from wdrank.plots.audit import plot_audit, plot_trajectory
+    from wdrank.plots.lora import plot_adapter_audit
     from wdrank.plots.style import save_figure, set_width
 
+    adapter = "module" in table.columns
+    if adapter and trajectory:
+        raise ValueError("--pdf/--png: an adapter along training is drawn by the LoRA experiment (lora_balance); "
+                         "give --table alone")
     set_width(args.width)
-    figure = (plot_trajectory if trajectory else plot_audit)(table, args.note)
+    figure = plot_adapter_audit(table, args.note) if adapter else (plot_trajectory if trajectory else plot_audit)(
+        table, args.note)
     save_figure(figure, args.pdf, args.png)
 
 
@@ -102,7 +108,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     parser = add_command(commands, "audit", COMMANDS["audit"], _audit)
     parser.add_argument("model", nargs="+", help="a Hugging Face or timm model folder, a timm .safetensors/.pth, a "
-                        "llama .gguf, or a hub id org/name[@revision]; several: one table and figure along training")
+                        "llama .gguf, a PEFT LoRA adapter folder (adapter_config.json), or a hub id "
+                        "org/name[@revision] of one; several: one table and figure along training")
     parser.add_argument("--revisions", nargs="+", metavar="REVISION",
                         help="audit these revisions of the one hub id given (e.g. Pythia's step1000 step143000)")
     parser.add_argument("--checkpoints", action="store_true",

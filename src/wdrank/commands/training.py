@@ -27,17 +27,41 @@ def _train(args: argparse.Namespace) -> None:
         import importlib
 
         from wdrank.device import Compute
-        from wdrank.experiments.training import run_decays, run_training
+        from wdrank.experiments.training import run_decays, run_training, with_settings
 
         torch_threads()
-        settings = json.loads(args.settings)
-        decays = run_decays(settings["train"], args.wd_attn, args.wd_mlp)
+        settings = with_settings(json.loads(args.settings), _setting_axes(args))
+        if args.base_model is not None:
+            settings["base_model"] = args.base_model
+        decays = run_decays(settings["train"], args.wd_attn, args.wd_mlp, args.wd_lora)
         experiment = importlib.import_module(TRAINED[args.experiment].module)
         summary = run_training(experiment, settings, args.data_dir, decays, args.seed, args.summary,
                                args.metrics, args.checkpoint_dir, Compute(**settings.get("compute", {})),
                                tensorboard_dir=args.tensorboard)
     if summary is not None:  # the main process
         print(json.dumps(summary["row"]))
+
+
+def _setting_axes(args: argparse.Namespace) -> dict[tuple[str, ...], object]:
+    """The --set AXIS=VALUE of the experiment's setting axes (wdrank.sweeps.Trained), as key path -> value; every
+    sweep axis must be given, as --wd-attn and the like or as --set."""
+    from wdrank.sweeps import SWEEPS
+
+    trained = TRAINED[args.experiment]
+    given = {}
+    for assignment in args.set:
+        axis, _, value = assignment.partition("=")
+        if axis not in trained.setting_axes:
+            raise ValueError(f"--set {assignment}: {args.experiment} has no such setting axis (it has: "
+                             f"{', '.join(trained.setting_axes) or 'none'})")
+        given[trained.setting_axes[axis]] = json.loads(value)
+    for axis in SWEEPS[args.experiment]:
+        if axis in trained.setting_axes:
+            if trained.setting_axes[axis] not in given:
+                raise ValueError(f"{args.experiment} sweeps {axis}: give --set {axis}=VALUE")
+        elif getattr(args, axis) is None and axis != "wd_mlp":
+            raise ValueError(f"{args.experiment} sweeps {axis}: give --{axis.replace('_', '-')}")
+    return given
 
 
 def _spectra(args: argparse.Namespace) -> None:
@@ -54,8 +78,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--settings", required=True,
                         help="JSON of the experiment's config section without its sweep (model, train, data, compute)")
     parser.add_argument("--data-dir", help="the prepared data folder (language model and ViT)")
-    parser.add_argument("--wd-attn", type=float, required=True, help="λ_SA, the weight decay of attention weights")
+    parser.add_argument("--wd-attn", type=float, help="λ_SA, the weight decay of attention weights")
     parser.add_argument("--wd-mlp", type=float, help="λ_MLP where it is swept (default: train.wd_mlp, else 0)")
+    parser.add_argument("--wd-lora", type=float, help="λ_LoRA, the weight decay of the adapter's factors (lora)")
+    parser.add_argument("--set", action="append", default=[], metavar="AXIS=VALUE",
+                        help="a sweep axis that sets a setting (lora: lora_r, lora_lr), e.g. --set lora_r=8")
+    parser.add_argument("--base-model", help="lora: the model to fine-tune: a run's summary.json (its last "
+                        "checkpoint), a transformers model folder or a .gguf file")
     parser.add_argument("--seed", type=int, required=True, help="initialisation and data order")
     parser.add_argument("--summary", required=True, help="summary.json of the finished run (layout: wdrank.summary)")
     parser.add_argument("--metrics", required=True, help="metrics.jsonl: train loss, lr, gradient norm, evaluations")

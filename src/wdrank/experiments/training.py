@@ -56,11 +56,34 @@ class TrainingSetup:
     finish_checkpoint: Callable[[Path], None] | None = None  # called on every checkpoint folder after training
 
 
-def run_decays(train_section: dict, wd_attn: float, wd_mlp: float | None) -> WeightDecays:
+def run_decays(train_section: dict, wd_attn: float | None, wd_mlp: float | None,
+               wd_lora: float | None = None) -> WeightDecays:
     """λ_SA from the sweep; λ_MLP from the sweep where it is an axis (language model), else the train section's
-    fixed `wd_mlp` (ViT), else 0 (the toy has no MLP); everything else decays by the train section's `wd_other`."""
+    fixed `wd_mlp` (ViT), else 0 (the toy has no MLP); everything else decays by the train section's `wd_other`;
+    λ_LoRA from the sweep of a LoRA run (whose base is frozen: only its adapter's factors train)."""
     mlp = wd_mlp if wd_mlp is not None else train_section.get("wd_mlp", 0.0)
-    return WeightDecays(attention=wd_attn, mlp=mlp, other=train_section["wd_other"])
+    return WeightDecays(attention=wd_attn or 0.0, mlp=mlp, other=train_section.get("wd_other", 0.0),
+                        lora=wd_lora or 0.0)
+
+
+def setting_value(settings: dict, path: tuple[str, ...]):
+    """The value at a key path of a run's settings (a sweep axis that sets one, e.g. adapter.r)."""
+    for key in path:
+        settings = settings[key]
+    return settings
+
+
+def with_settings(settings: dict, assignments: dict[tuple[str, ...], object]) -> dict:
+    """A copy of `settings` with the value at each key path replaced (what a setting axis's point sets)."""
+    import copy
+
+    updated = copy.deepcopy(settings)
+    for path, value in assignments.items():
+        node = updated
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = value
+    return updated
 
 
 def parameter_groups_record(optimizer: torch.optim.Optimizer) -> dict:
@@ -75,13 +98,14 @@ def run_training(experiment: ModuleType, settings: dict, data_dir: str | Path | 
                  summary_path: str | Path, metrics_path: str | Path, checkpoint_dir: str | Path,
                  compute: Compute | None = None, progress: bool = True,
                  tensorboard_dir: str | Path | None = None) -> dict | None:
-    """Train one run of `experiment`, the module of one (`wdrank.experiments.lm`, `.vit` or `.toy`: its SECTION and
-    `setup`), resuming from its checkpoints, logging to `metrics_path`, and to TensorBoard
+    """Train one run of `experiment`, the module of one (`wdrank.experiments.lm`, `.vit`, `.toy` or `.lora`: its
+    SECTION and `setup`), resuming from its checkpoints, logging to `metrics_path`, and to TensorBoard
     event files in `tensorboard_dir` if given), score it and write `summary_path`; returns the summary (None on the
     other processes of a DDP job, which write nothing)."""
     compute = compute or Compute()
     section = experiment.SECTION
-    values = {"wd_attn": decays.attention, "wd_mlp": decays.mlp, "wd_other": decays.other, "seed": seed}
+    values = {"wd_attn": decays.attention, "wd_mlp": decays.mlp, "wd_other": decays.other, "wd_lora": decays.lora,
+              "seed": seed, **{axis: setting_value(settings, path) for axis, path in TRAINED[section].setting_axes.items()}}
     sweep = {axis: values[axis] for axis in SWEEPS[section]}
     tracker = None
     if tensorboard_dir is not None:

@@ -1,0 +1,39 @@
+# LoRA fine-tuning across λ_LoRA (wdrank.experiments.lora): the adapters of a pretrained LM, audited along training
+# by the shared run_spectra rule (each checkpoint is an adapter folder).
+
+LORA = config["lora"]
+LORA_SPACE = sweep("lora")
+LORA_RUN = f"results/lora/runs/{LORA_SPACE.wildcard_pattern}"
+# The sweep axes that set a run's settings (r, lr), as the training command's --set options.
+LORA_SET = " ".join(
+    f"--set {axis}={{wildcards.{axis}}}" for axis in TRAINED["lora"].setting_axes
+)
+
+
+rule lora_train:
+    input:
+        unpack(lora_base),
+    output:
+        summary=f"{LORA_RUN}/summary.json",
+        metrics=f"{LORA_RUN}/metrics.jsonl",
+    log:
+        f"logs/lora_train/{LORA_SPACE.wildcard_pattern}.log",
+    benchmark:
+        f"logs/lora_train/{LORA_SPACE.wildcard_pattern}.benchmark.tsv"
+    conda:
+        WDRANK_ENV
+    threads: job_threads("lora_train")
+    resources:
+        **job_resources("lora_train"),
+    params:
+        settings=run_settings("lora"),
+        launcher=launcher("lora_train"),
+        # Checkpoints are not outputs: Snakemake would delete them before a rerun, and a killed run resumes from them.
+        checkpoints=f"results/lora/checkpoints/{LORA_SPACE.wildcard_pattern}",
+        tracking=tracking_option("lora"),
+    shell:
+        "{params.launcher} wdrank train lora --settings {params.settings:q} --data-dir {input.data}"
+        " --base-model {input.base} --wd-lora {wildcards.wd_lora} "
+        + LORA_SET
+        + " --seed {wildcards.seed}"
+        " --summary {output.summary} --metrics {output.metrics} --checkpoint-dir {params.checkpoints} {params.tracking} > {log} 2>&1"
