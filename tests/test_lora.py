@@ -13,7 +13,7 @@ import torch
 from wdrank import theory
 from wdrank.audit import audit_model
 from wdrank.cli import main
-from tests.test_audit import cli_error
+from test_audit import cli_error
 
 THRESHOLDS = (0.01, 0.1)
 

