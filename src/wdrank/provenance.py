@@ -30,7 +30,8 @@ from wdrank.sweeps import SWEEPS
 from wdrank.fetch import sha256_of
 
 # The libraries whose versions can change results (Python's version is recorded too).
-LIBRARIES = ("torch", "numpy", "transformers", "timm", "tokenizers", "datasets", "safetensors", "pandas", "snakemake")
+LIBRARIES = ("torch", "numpy", "transformers", "timm", "tokenizers", "datasets", "safetensors", "peft", "pandas",
+             "snakemake")
 # The fields that must agree across the runs of one table; the machine may differ (its effect is documented).
 MUST_AGREE = ("wdrank", "commit", "dirty", "diff", "python", *LIBRARIES, "cuda", "cudnn", "inputs")
 # The columns of a provenance table after a run's identity (`flat`).

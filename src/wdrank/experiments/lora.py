@@ -86,7 +86,8 @@ def setup(settings: dict, data_dir: str | Path, decays: WeightDecays, seed: int)
     from peft import get_peft_model
 
     data_dir = Path(data_dir)
-    base = load_base(base_model_path(settings["base_model"]))
+    base_path = base_model_path(settings["base_model"])
+    base = load_base(base_path)
     adapter = Adapter(**settings["adapter"])
     torch.manual_seed(seed)  # A's initialisation (B starts at zero)
     model = get_peft_model(base, adapter.config(fan_in_fan_out=base.config.model_type == "gpt2"))
@@ -109,6 +110,6 @@ def setup(settings: dict, data_dir: str | Path, decays: WeightDecays, seed: int)
         task=LMTask(tokens[TRAIN_SPLIT], tokens[SCORE_SPLIT], context, training.batch_size, seed,
                     training.eval_batches, eval_batch),
         throughput=Throughput("tokens", training.batch_size * context),
-        score=score, model_shape={"base": str(base_model_path(settings["base_model"])),
-                                  "base_type": base.config.model_type, "context": context},
+        score=score, model_shape={"base": str(base_path), "base_type": base.config.model_type, "context": context},
+        inputs=(base_path,),
     )

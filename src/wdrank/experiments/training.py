@@ -54,6 +54,7 @@ class TrainingSetup:
     model_shape: dict  # the resolved shape (e.g. vocabulary size from the tokenizer), recorded in the summary
     model_config: dict | None = None  # config.json of checkpoints of models that do not write their own
     finish_checkpoint: Callable[[Path], None] | None = None  # called on every checkpoint folder after training
+    inputs: tuple[Path, ...] = ()  # what the run reads besides its data folder (a LoRA run's base model): provenance
 
 
 def run_decays(train_section: dict, wd_attn: float | None, wd_mlp: float | None,
@@ -140,7 +141,7 @@ def run_training(experiment: ModuleType, settings: dict, data_dir: str | Path | 
         },
         "session": {"train_seconds": seconds, "threads": torch.get_num_threads(),
                     **session_throughput(result.steps_per_second, setup.throughput, placement, compute)},
-        "provenance": provenance.record([data_dir] if data_dir is not None else []),
+        "provenance": provenance.record([*([data_dir] if data_dir is not None else []), *setup.inputs]),
     }
     print(json.dumps(summary["session"]))
     write_summary(summary, summary_path)
