@@ -198,3 +198,15 @@ def test_cli_audits_an_adapter_into_table_figure_and_summary(tmp_path, capsys):
     table = pd.read_csv(out / "adapter.csv")
     assert list(table.columns[:4]) == ["model", "module", "layer", "kind"] and len(table) == 4
     assert (out / "adapter.pdf").stat().st_size > 0 and (out / "adapter.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("argv, expected", [
+    ([], "lora sweeps lora_r: give --set lora_r=VALUE"),
+    (["--set", "lora_r=8", "--set", "lora_lr=0.01"], "lora sweeps wd_lora: give --wd-lora"),
+    (["--set", "rank=8"], "--set rank=8: lora has no such setting axis (it has: lora_r, lora_lr)"),
+])
+def test_training_a_lora_run_names_the_missing_sweep_axis(tmp_path, capsys, argv, expected):
+    assert main(["train", "lora", "--settings", "{}", "--seed", "0", "--summary", str(tmp_path / "s.json"),
+                 "--metrics", str(tmp_path / "m.jsonl"), "--checkpoint-dir", str(tmp_path / "ck"), *argv]) == 1
+    assert expected in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())

@@ -187,7 +187,8 @@ def test_html_report_lists_every_figure(tiny_run):
     report = (tiny_run / "report.html").read_text()
     figures = sorted(p.name for p in (tiny_run / "results/figures").glob("*.png"))
     assert figures == TINY_FIGURES
-    for name in figures + ["table1_lm_perplexity.csv", "vit_rank.csv", "fig4_audit_summary.csv", "provenance.csv"]:
+    for name in figures + ["table1_lm_perplexity.csv", "vit_rank.csv", "lora_rank.csv", "fig4_audit_summary.csv",
+                           "provenance.csv"]:
         assert name in report, name
     assert "{{" not in report  # every caption template was rendered
 
@@ -229,7 +230,8 @@ def default_figures(config):
     return sorted(["fig1_factorized_matrices.png", "fig3_lm_rank_per_head.png", "figA_lm_rank_all_layers.png",
                    "lm_rank_vs_step.png", "lm_rank_and_perplexity.png", "fig3_vit_rank.png", "figA_vit_rank_heatmap.png",
                    "fig2_toy_transformer.png", "figA_scalar_pair_trajectories.png",
-                   "learning_curves_lm.png", "learning_curves_vit.png", "learning_curves_toy.png"]
+                   "learning_curves_lm.png", "learning_curves_vit.png", "learning_curves_toy.png",
+                   "lora_rank_and_perplexity.png", "lora_balance.png", "learning_curves_lora.png"]
                   + [f"fig4_audit_{m}.png" for m in models])
 
 
@@ -255,7 +257,7 @@ def test_figures_rebuild_from_the_committed_cache_without_training(tmp_path, def
     counts = job_counts(dry.stdout)
     assert set(counts) == {"fig1_factorized_matrices", "fig3_lm_rank_per_head", "figA_lm_rank_all_layers",
                            "lm_rank_vs_step", "lm_rank_and_perplexity", "fig3_vit_rank", "figA_vit_rank_heatmap",
-                           "fig2_toy_transformer", "learning_curves",
+                           "fig2_toy_transformer", "learning_curves", "lora_rank_and_perplexity", "lora_balance",
                            "figA_scalar_pair_trajectories", "fig4_audit", "all"}, counts
     rebuilt = snakemake(tmp_path, "--configfile", str(REPO / "config.yaml"), "--config", "from_cache=True")
     assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
@@ -265,7 +267,7 @@ def test_figures_rebuild_from_the_committed_cache_without_training(tmp_path, def
                        str(REPO / "config.yaml"), "--config", "from_cache=True")
     assert report.returncode == 0, report.stderr[-3000:]
     html = (tmp_path / "report.html").read_text()
-    for name in default_figures(default_config) + ["table1_lm_perplexity.csv", "vit_rank.csv",
+    for name in default_figures(default_config) + ["table1_lm_perplexity.csv", "vit_rank.csv", "lora_rank.csv",
                                                    "fig4_audit_summary.csv", "provenance.csv"]:
         assert name in html, name
     assert "{{" not in html

@@ -115,13 +115,14 @@ def module_scaling(config: Mapping, module: str) -> tuple[int, float]:
 
 
 def _tensors(file: Path) -> Mapping:
+    """The adapter's tensors by key: memory-mapped safetensors, or a pickle read with weights_only=True."""
     if file.suffix == ".safetensors":
         from wdrank.weights import LazySafetensors
 
         return LazySafetensors([file])
-    from wdrank.weights import _load_pickle
+    from wdrank.weights import load_pickle
 
-    return {key: value.float().numpy() for key, value in _load_pickle(file).items()}
+    return {key: value.float().numpy() for key, value in load_pickle(file).items()}
 
 
 def read_adapter(folder: str | Path) -> list[AdapterModule]:

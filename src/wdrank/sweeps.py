@@ -20,7 +20,8 @@ SWEEPS: dict[str, dict[str, tuple[str, ...]]] = {
     "language_model": {"wd_attn": ("sweep", "wd_attn"), "wd_mlp": ("sweep", "wd_mlp"), "seed": ("sweep", "seeds")},
     "vision_transformer": {"wd_attn": ("sweep", "wd_attn"), "seed": ("sweep", "seeds")},
     "toy_transformer": {"wd_attn": ("sweep", "wd_attn"), "seed": ("sweep", "seeds")},
-    "lora": {"lora_r": ("sweep", "r"), "lora_lr": ("sweep", "lr"), "wd_lora": ("sweep", "wd_lora"), "seed": ("sweep", "seeds")},
+    "lora": {"lora_r": ("sweep", "r"), "lora_lr": ("sweep", "lr"), "wd_lora": ("sweep", "wd_lora"),
+             "seed": ("sweep", "seeds")},
 }
 
 

@@ -213,7 +213,8 @@ def lora_rank(spectra: pd.DataFrame, runs: pd.DataFrame, rank_metric: str, steps
     schedule = Schedule(steps=steps, batch_size=1, warmup_steps=warmup_steps, min_lr_ratio=min_lr_ratio)
     per_run["decay_clock"] = [lam * schedule.cumulative_lr(lr)[-1]
                               for lam, lr in zip(per_run["wd_lora"], per_run["lora_lr"], strict=True)]
-    table = metric_summary(per_run, ["decay_clock", *ADAPTER_MEANS, "test_perplexity"], "wd_lora", ["lora_r", "lora_lr"])
+    table = metric_summary(per_run, ["decay_clock", *ADAPTER_MEANS, "test_perplexity"], "wd_lora",
+                           ["lora_r", "lora_lr"])
 
     def cell(row: pd.Series) -> str:
         text = f"{row['mean']:.3g}" if row["metric"] == "decay_clock" else f"{row['mean']:.3g} ± {row['std']:.2g}"

@@ -214,7 +214,7 @@ class GGUFLlama(Mapping):
         return len(self._keys)
 
 
-def _load_pickle(path: Path) -> dict:
+def load_pickle(path: Path) -> dict:
     """A state dict from a torch pickle, tensors memory-mapped where the file allows (zip format), else read."""
     import torch
 
@@ -342,7 +342,7 @@ def open_weights(path: str | Path, n_head: int | None = None) -> tuple[Mapping, 
         if files[0].suffix == ".safetensors":
             state: Mapping = LazySafetensors(files)
         else:
-            state = {k: v for file in files for k, v in _load_pickle(file).items()}
+            state = {k: v for file in files for k, v in load_pickle(file).items()}
         if "model_type" not in config:
             if "architecture" in config:
                 return state, _timm_folder_config(config, path)
@@ -356,6 +356,6 @@ def open_weights(path: str | Path, n_head: int | None = None) -> tuple[Mapping, 
         state = LazySafetensors([path])
         return state, _timm_config(state, n_head, path)
     if path.suffix in PICKLE_SUFFIXES:
-        state = _load_pickle(path)
+        state = load_pickle(path)
         return state, _timm_config(state, n_head, path)
     raise ValueError(f"{path}: unknown model format; give a model folder, a .safetensors, .pth/.bin or .gguf file")

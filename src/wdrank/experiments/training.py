@@ -106,7 +106,8 @@ def run_training(experiment: ModuleType, settings: dict, data_dir: str | Path | 
     compute = compute or Compute()
     section = experiment.SECTION
     values = {"wd_attn": decays.attention, "wd_mlp": decays.mlp, "wd_other": decays.other, "wd_lora": decays.lora,
-              "seed": seed, **{axis: setting_value(settings, path) for axis, path in TRAINED[section].setting_axes.items()}}
+              "seed": seed}
+    values.update({axis: setting_value(settings, path) for axis, path in TRAINED[section].setting_axes.items()})
     sweep = {axis: values[axis] for axis in SWEEPS[section]}
     tracker = None
     if tensorboard_dir is not None:

@@ -38,7 +38,8 @@ def plot_learning_curves(curves: pd.DataFrame, experiment: str) -> plt.Figure:
     styles = [axis for axis in STYLE_AXES if axis in curves.columns and curves[axis].nunique() > 1][:1]
     decays = sorted(curves[colour_axis].unique())
     palette = dict(zip(decays, sns.color_palette("viridis", len(decays)), strict=True))
-    dashes = dict(zip(sorted(curves[styles[0]].unique()) if styles else [None], itertools.cycle(["-", "--", ":", "-."])))
+    dashes = dict(zip(sorted(curves[styles[0]].unique()) if styles else [None],
+                      itertools.cycle(["-", "--", ":", "-."])))
     panels = [("train_loss", "training loss"), (held_out, HELD_OUT[held_out]), ("lr", "learning rate")]
     fig, axes = plt.subplots(1, 3, figsize=figure_size(aspect=0.36))
     for ax, (column, label) in zip(axes, panels, strict=True):

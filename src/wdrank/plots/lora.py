@@ -100,7 +100,8 @@ def lora_balance(spectra: pd.DataFrame, lora_r: int, lora_lr: float, steps: int,
     decayed = means[means["wd_lora"] > 0].copy()
     if decayed.empty:
         raise ValueError("the LoRA sweep has no λ_LoRA > 0: no decay clock to draw")
-    decayed["clock"] = decayed["wd_lora"] * np.asarray(schedule.cumulative_lr(lora_lr))[decayed["step"].to_numpy(dtype=int)]
+    cumulative = np.asarray(schedule.cumulative_lr(lora_lr))
+    decayed["clock"] = decayed["wd_lora"] * cumulative[decayed["step"].to_numpy(dtype=int)]
     decayed = decayed.groupby(["wd_lora", "step"], as_index=False)[["clock", "balance_relative",
                                                                     "nuclear_to_frobenius"]].mean()
     fig, axes = plt.subplots(1, 2, figsize=figure_size(0.42))
@@ -110,7 +111,8 @@ def lora_balance(spectra: pd.DataFrame, lora_r: int, lora_lr: float, steps: int,
         axes[1].plot(rows["clock"], rows["nuclear_to_frobenius"], marker="o", ms=3, color=colour)
     start = decayed.loc[decayed["step"] == decayed["step"].min(), "balance_relative"].mean()
     clock = np.linspace(0, decayed["clock"].max(), 100)
-    axes[0].plot(clock, start * np.exp(-clock), color="black", ls="--", lw=1, label=r"AdamW pair $e^{-\lambda\Sigma\eta}$")
+    axes[0].plot(clock, start * np.exp(-clock), color="black", ls="--", lw=1,
+                 label=r"AdamW pair $e^{-\lambda\Sigma\eta}$")
     axes[0].plot(clock, start * np.exp(-2 * clock), color="black", ls=":", lw=1,
                  label=r"gradient flow $e^{-2\lambda\Sigma\eta}$")
     axes[0].set_yscale("log")
