@@ -118,7 +118,7 @@ def lora_balance(spectra: pd.DataFrame, lora_r: int, lora_lr: float, steps: int,
     axes[0].set_yscale("log")
     axes[0].set_ylim(bottom=max(1e-3, 0.5 * decayed["balance_relative"].min()))
     axes[0].set(xlabel=CLOCK_LABEL, ylabel=r"$\|AA^\top - B^\top B\|_F \,/\, \frac{1}{2}(\|A\|^2+\|B\|^2)$")
-    axes[0].legend(title=r"$\lambda_{LoRA}$", fontsize="small")
+    axes[0].legend(title=r"$\lambda_{LoRA}$", fontsize="small", loc="lower right")
     axes[1].axhline(1, color="black", lw=1, ls="--")
     axes[1].set(xlabel=CLOCK_LABEL, ylabel=r"$\|BA\|_* \,/\, \frac{1}{2}(\|A\|^2+\|B\|^2)$", ylim=(0, 1.05))
     for ax, letter in zip(axes, "ab", strict=True):
