@@ -84,8 +84,8 @@ def lora_rank_and_perplexity(spectra: pd.DataFrame, runs: pd.DataFrame, lora_r: 
     axes[2].axhline(per_run["base_test_perplexity"].mean(), color="grey", ls="--", lw=1, label="base, no adapter")
     axes[2].legend(fontsize="small")
     steps = int(cell["step"].max())
-    fig.suptitle(f"LoRA r = {lora_r}, lr = {lora_lr:g}, {steps} steps ({count(per_run['seed'].nunique(), 'seed')}): "
-                 f"rank of B A used, all adapted modules\n{INTERVALS_NOTE.replace('lambda', 'lambda_{LoRA}')}")
+    fig.suptitle(f"LoRA r = {lora_r}, lr = {lora_lr:g}, {steps} steps, {count(per_run['seed'].nunique(), 'seed')}: "
+                 f"rank of B A, all adapted modules\n{INTERVALS_NOTE.replace('lambda', 'lambda_{LoRA}')}")
     return fig
 
 
@@ -123,6 +123,6 @@ def lora_balance(spectra: pd.DataFrame, lora_r: int, lora_lr: float, steps: int,
     axes[1].set(xlabel=CLOCK_LABEL, ylabel=r"$\|BA\|_* \,/\, \frac{1}{2}(\|A\|^2+\|B\|^2)$", ylim=(0, 1.05))
     for ax, letter in zip(axes, "ab", strict=True):
         ax.set_title(f"({letter})", loc="left", fontweight="bold")
-    fig.suptitle(f"LoRA r = {lora_r}, lr = {lora_lr:g}: balance of the factor pairs along fine-tuning "
+    fig.suptitle(f"LoRA r = {lora_r}, lr = {lora_lr:g}: balance of the factor pairs along fine-tuning\n"
                  "(mean over modules and seeds)")
     return fig
