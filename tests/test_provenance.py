@@ -145,6 +145,10 @@ def test_every_result_of_the_tiny_run_says_what_produced_it(tiny_run):
     assert lm["inputs"][token_file] == hashlib.sha256((data / token_file.removeprefix("data/")).read_bytes()).hexdigest()
     vit = json.loads(next(tiny_run.glob("results/vit/runs/**/summary.json")).read_text())["provenance"]
     assert any(name.endswith("_images.bin") for name in vit["inputs"])
+    lora = json.loads(next(tiny_run.glob("results/lora/runs/**/summary.json")).read_text())["provenance"]
+    base = tiny_run / "results/lm/checkpoints/wd_attn~0.0/wd_mlp~0.1/seed~0/step_000030"  # the run fine-tuned
+    assert lora["inputs"]["step_000030/model.safetensors"] == hashlib.sha256(
+        (base / "model.safetensors").read_bytes()).hexdigest() and lora["libraries"]["peft"]
     factorized = read_run_provenance(next(tiny_run.glob("results/factorized/runs/**/*.parquet")))
     assert factorized["code"]["wdrank"] == __version__ and factorized["inputs"] == {}
 
@@ -152,6 +156,6 @@ def test_every_result_of_the_tiny_run_says_what_produced_it(tiny_run):
     audit = provenance.read_table(tables / "audit_all-MiniLM-L6-v2_provenance.csv")
     assert audit["model"].tolist() == ["all-MiniLM-L6-v2"] and len(audit["inputs"][0]) == 16
     combined = provenance.read_table(tables / "provenance.csv")
-    assert set(combined["table"]) == {"fig1_factorized_matrices", "lm_runs", "vit_runs", "toy_runs",
+    assert set(combined["table"]) == {"fig1_factorized_matrices", "lm_runs", "vit_runs", "toy_runs", "lora_runs",
                                       "figA_scalar_pair_trajectories", "audit_all-MiniLM-L6-v2"}
     assert (combined["differs"] == "").all() and (combined["torch"] == str(torch.__version__)).all()

@@ -501,7 +501,8 @@ def test_snakefiles_are_snakefmt_formatted():
 
 FIGURE_RULES = {"fig1_factorized_matrices", "fig3_lm_rank_per_head", "figA_lm_rank_all_layers", "lm_rank_vs_step",
                 "lm_rank_and_perplexity", "fig3_vit_rank", "figA_vit_rank_heatmap", "fig2_toy_transformer",
-                "figA_scalar_pair_trajectories", "fig4_audit", "learning_curves"}
+                "figA_scalar_pair_trajectories", "fig4_audit", "learning_curves", "lora_rank_and_perplexity",
+                "lora_balance"}
 
 
 @pytest.mark.e2e
@@ -536,6 +537,6 @@ def test_editing_the_code_of_a_figure_reruns_exactly_its_jobs(tmp_path):
     assert jobs_after_editing("plots/curves.py") == {"learning_curves"}
     assert jobs_after_editing("plots/style.py") == FIGURE_RULES
     assert jobs_after_editing("tables.py") == {"table1_lm_perplexity", "lm_rank", "vit_rank",
-                                               "fig4_audit_summary"}
+                                               "fig4_audit_summary", "lora_rank"}
     assert jobs_after_editing("train.py") == set()  # nothing: no figure or table runs training code
     assert jobs_after_editing("optim.py") == set()  # the closed forms the figures draw are torch-free (wdrank.theory)

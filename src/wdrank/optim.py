@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from wdrank.schedule import Schedule, every_n_steps
+
 ROLES = ("attention", "mlp", "other", "lora")
 # Module-path fragments of attention and MLP blocks in GPT-2 / LLaMA / BERT (transformers), timm ViT and our toys.
 ATTENTION_PATTERN = re.compile(r"(^|\.)(attn|self_attn|attention)\.")
@@ -81,3 +83,31 @@ def build_optimizer(model: nn.Module, decays: WeightDecays, lr: float, betas: tu
     if algorithm == "sgd":
         return torch.optim.SGD(groups, lr=lr)
     raise ValueError(f"optimizer algorithm {algorithm!r} is not known; choose one of {ALGORITHMS}")
+
+
+@dataclass(frozen=True)
+class AdamWTraining:
+    """Optimisation settings shared by the language-model, ViT and LoRA experiments (their config `train` sections):
+    AdamW over the role groups, linear warmup then cosine, clipping, evaluation and checkpoint intervals."""
+
+    steps: int
+    batch_size: int
+    micro_batch_size: int | None
+    lr: float
+    warmup_steps: int
+    min_lr_ratio: float
+    beta1: float
+    beta2: float
+    eps: float
+    grad_clip: float
+    wd_other: float
+    eval_every: int
+    checkpoint_every: int  # plus step 0 and the last step; 0: only those
+
+    def schedule(self) -> Schedule:
+        return Schedule(steps=self.steps, batch_size=self.batch_size, micro_batch_size=self.micro_batch_size,
+                        warmup_steps=self.warmup_steps, min_lr_ratio=self.min_lr_ratio, grad_clip=self.grad_clip,
+                        eval_every=self.eval_every, checkpoint_steps=every_n_steps(self.steps, self.checkpoint_every))
+
+    def optimizer(self, model: nn.Module, decays: WeightDecays) -> torch.optim.Optimizer:
+        return build_optimizer(model, decays, self.lr, (self.beta1, self.beta2), self.eps)

@@ -13,11 +13,7 @@ import itertools
 import math
 from dataclasses import dataclass
 
-import torch
-from torch import nn
-
 from wdrank.batches import split_problem
-from wdrank.optim import WeightDecays, build_optimizer
 
 
 @dataclass(frozen=True)
@@ -69,34 +65,6 @@ class Schedule:
         micro = self.micro_batch_size or share
         first = rank * share
         return [slice(start, start + micro) for start in range(first, first + share, micro)]
-
-
-@dataclass(frozen=True)
-class AdamWTraining:
-    """Optimisation settings shared by the language-model and ViT experiments (their config `train` sections):
-    AdamW over the role groups, linear warmup then cosine, clipping, evaluation and checkpoint intervals."""
-
-    steps: int
-    batch_size: int
-    micro_batch_size: int | None
-    lr: float
-    warmup_steps: int
-    min_lr_ratio: float
-    beta1: float
-    beta2: float
-    eps: float
-    grad_clip: float
-    wd_other: float
-    eval_every: int
-    checkpoint_every: int  # plus step 0 and the last step; 0: only those
-
-    def schedule(self) -> Schedule:
-        return Schedule(steps=self.steps, batch_size=self.batch_size, micro_batch_size=self.micro_batch_size,
-                        warmup_steps=self.warmup_steps, min_lr_ratio=self.min_lr_ratio, grad_clip=self.grad_clip,
-                        eval_every=self.eval_every, checkpoint_steps=every_n_steps(self.steps, self.checkpoint_every))
-
-    def optimizer(self, model: nn.Module, decays: WeightDecays) -> torch.optim.Optimizer:
-        return build_optimizer(model, decays, self.lr, (self.beta1, self.beta2), self.eps)
 
 
 def every_n_steps(steps: int, interval: int) -> tuple[int, ...]:

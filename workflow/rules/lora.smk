@@ -52,10 +52,10 @@ rule lora_train:
         f"logs/lora_train/{LORA_SPACE.wildcard_pattern}.log",
     benchmark:
         f"logs/lora_train/{LORA_SPACE.wildcard_pattern}.benchmark.tsv"
-    conda:
-        WDRANK_ENV
     # as soon as its base run is trained, not after every other training job: no LoRA tail at the end of a run
     priority: 1
+    conda:
+        WDRANK_ENV
     threads: job_threads("lora_train")
     resources:
         **job_resources("lora_train"),

@@ -22,8 +22,7 @@ from wdrank.data.text import load_tokens
 from wdrank.device import model_device
 from wdrank.experiments.training import Throughput, TrainingSetup
 from wdrank.models.lm import LMShape, build_lm, flops_per_token
-from wdrank.optim import WeightDecays
-from wdrank.schedule import AdamWTraining
+from wdrank.optim import AdamWTraining, WeightDecays
 
 SECTION = "language_model"  # its config section
 

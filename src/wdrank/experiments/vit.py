@@ -20,8 +20,7 @@ from wdrank.data.images import Augmentation, epoch_indices, load_split
 from wdrank.device import model_device
 from wdrank.experiments.training import Throughput, TrainingSetup
 from wdrank.models.vit import ViTShape, build_vit
-from wdrank.optim import WeightDecays
-from wdrank.schedule import AdamWTraining
+from wdrank.optim import AdamWTraining, WeightDecays
 
 SECTION = "vision_transformer"  # its config section
 
