@@ -49,7 +49,7 @@ def audit_model(model: Any, rank_thresholds: Iterable[float] | None = None, n_he
 
         rank_thresholds = schema_default("spectra", "rank_thresholds")
     if isinstance(model, (str, Path)) and is_adapter(path := local_model(model, hub_cache)):
-        return audit_adapter(path, tuple(rank_thresholds))
+        return with_relative_columns(audit_adapter(path, tuple(rank_thresholds)))
     state, model_config = model_weights(model, n_head, config, hub_cache)
     try:
         return factor_spectra_table(attention_factors(state, model_config), tuple(rank_thresholds), threads,
@@ -138,7 +138,12 @@ def factor_spectra_table(factors: Iterator[LayerFactors], rank_thresholds: tuple
             bar.update()
     if not frames:
         raise ValueError("the model has no attention layers")
-    table = pd.concat(frames, ignore_index=True)
+    return with_relative_columns(pd.concat(frames, ignore_index=True))
+
+
+def with_relative_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """`nuclear_to_frobenius`, `gap_relative` and `balance_relative` added: each relative to the Frobenius side (empty
+    where that is 0), for a table of heads or of adapter modules alike."""
     frobenius = table["frobenius_side"].where(table["frobenius_side"] > 0)
     table["nuclear_to_frobenius"] = table["nuclear_norm"] / frobenius
     table["gap_relative"] = table["gap"] / frobenius

@@ -171,7 +171,7 @@ def _factor_matrices(a, b, name: str, r: int, file: Path) -> tuple[np.ndarray, n
 
 def adapter_table(modules: Iterable[AdapterModule], rank_thresholds: tuple[float, ...]) -> pd.DataFrame:
     """One row per module: name, layer, kind, r, scaling, in/out features and every statistic of B A (Gram route,
-    float64), with `nuclear_to_frobenius`, `gap_relative` and `balance_relative` as in the attention audit."""
+    float64); `wdrank.audit.audit_model` adds the columns relative to the Frobenius side, as for attention."""
     rows = []
     for module in modules:
         # B A = X Yᵀ with X = B (out x r), Y = Aᵀ (in x r): Gram matrices Bᵀ B and A Aᵀ, both r x r
@@ -181,10 +181,6 @@ def adapter_table(modules: Iterable[AdapterModule], rank_thresholds: tuple[float
                      **{key: value.item() for key, value in stats.items() if key != "singular_values"}})
     table = pd.DataFrame(rows)
     table["layer"] = table["layer"].astype("Int64")
-    frobenius = table["frobenius_side"].where(table["frobenius_side"] > 0)
-    table["nuclear_to_frobenius"] = table["nuclear_norm"] / frobenius
-    table["gap_relative"] = table["gap"] / frobenius
-    table["balance_relative"] = table["balance_discrepancy"] / frobenius
     return table
 
 
