@@ -50,10 +50,10 @@ def main() -> None:
     tokens = np.random.default_rng(0).integers(0, args.vocab_size, 200_000).astype(np.uint16)
     task = LMTask(tokens, tokens, args.context, args.batch_size, seed=0, eval_batches=1,
                   eval_batch_size=args.batch_size)
-    whole = slice(0, args.batch_size)
+    whole, module = slice(0, args.batch_size), task.training_module(model)
 
     def step(i: int) -> None:
-        task.loss(model, task.batch(i, whole)).backward()
+        task.loss(module, task.batch(i, whole)).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

@@ -297,7 +297,8 @@ def test_micro_batches_accumulate_to_the_full_batch_gradient(tiny_corpus):
         parts = [task.batch(3, part) for part in rows]  # each micro-batch holds its own rows, and only those
         assert [len(part) for part in parts] == [micro] * (8 // micro)
         torch.testing.assert_close(torch.cat(parts), task.batch(3, slice(0, 8)), rtol=0, atol=0)
-        loss = _accumulate_gradients(task, model, None, 3, rows, Placement(torch.device("cpu")), Compute())
+        loss = _accumulate_gradients(task, task.training_module(model), None, 3, rows, Placement(torch.device("cpu")),
+                                     Compute())
         results[micro] = loss.item(), {name: p.grad.clone() for name, p in model.named_parameters()}
     full_loss, full_gradient = results[8]
     for micro in (4, 1):

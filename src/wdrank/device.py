@@ -81,6 +81,13 @@ def autocast(placement: Placement, compute: Compute) -> AbstractContextManager:
     return torch.autocast(placement.device.type, dtype=torch.bfloat16, enabled=compute.precision == "bf16")
 
 
+def fused_kernels(device: torch.device) -> bool:
+    """Whether a job on `device` takes the fused kernels (AdamW's `fused=True`, the chunked output layer and loss of
+    `wdrank.models.next_token`): on CUDA, where they save launches and memory; elsewhere the plain ones, to which they
+    are equal to rounding, so that CPU results stay bit-identical from version to version."""
+    return device.type == "cuda"
+
+
 def move(batch: Any, device: torch.device) -> Any:
     """The batch (a tensor, or a tuple/list of them) on `device`."""
     if isinstance(batch, torch.Tensor):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from wdrank.device import fused_kernels
 from wdrank.schedule import Schedule, every_n_steps
 
 ROLES = ("attention", "mlp", "other", "lora")
@@ -83,6 +84,21 @@ def build_optimizer(model: nn.Module, decays: WeightDecays, lr: float, betas: tu
     if algorithm == "sgd":
         return torch.optim.SGD(groups, lr=lr)
     raise ValueError(f"optimizer algorithm {algorithm!r} is not known; choose one of {ALGORITHMS}")
+
+
+def select_kernels(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
+    """Adam's and AdamW's fused kernel (one launch for every parameter) on CUDA, the plain one elsewhere
+    (`wdrank.device.fused_kernels`), whatever the optimizer was built or its checkpoint saved with: called once the
+    parameters and the optimizer state sit on `device`."""
+    if not isinstance(optimizer, torch.optim.Adam):  # AdamW is one too
+        return
+    fused = fused_kernels(device)
+    for group in optimizer.param_groups:
+        group["fused"], group["foreach"] = (True, False) if fused else (None, None)
+        for parameter in group["params"]:
+            state = optimizer.state.get(parameter, {})
+            if fused and "step" in state:  # the fused kernel reads the step count on the device, in fp32
+                state["step"] = state["step"].to(parameter.device, torch.float32)
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from wdrank.device import (
     Compute, Placement, any_process, autocast, mean_over_processes, move, place, synchronize, wait_for_all,
 )
 from wdrank.metrics_log import MetricsLog
+from wdrank.optim import select_kernels
 from wdrank.preemption import Preempted, preemption_signals
 from wdrank.schedule import Schedule
 from wdrank.tracking import TensorBoardTracker
@@ -49,6 +50,9 @@ class Task(Protocol):
         """The mean loss over the examples of `batch`."""
 
     def evaluate(self, model: nn.Module) -> dict[str, float]: ...
+
+    # Optional: `training_module(model) -> nn.Module`, what the loop compiles, wraps for DDP and passes to `loss` in
+    # place of the model (the language models: model and loss in one module, `wdrank.models.next_token`).
 
 
 @dataclass(frozen=True)
@@ -81,13 +85,14 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, task: Task, schedu
         start = load_checkpoint(checkpoints[-1], model, optimizer, scheduler)["step"]
         if placement.is_main:
             print(f"resuming from {checkpoints[-1]} (step {start})", flush=True)
+    select_kernels(optimizer, placement.device)
     log = MetricsLog(checkpoint_dir)
     tracker = tracker if placement.is_main else None
     if placement.is_main:
         log.resume_from(start)
     if tracker is not None:
         tracker.resume_from(log.records())
-    forward, ddp = _forward_module(model, placement, compute)
+    forward, ddp = _forward_module(_training_module(task, model), placement, compute)
 
     saves = schedule.saves_at()
     model.train()
@@ -223,15 +228,20 @@ class _Clock:
         return (last_step - first_step) / (ended - began)
 
 
-def _forward_module(model: nn.Module, placement: Placement, compute: Compute) -> tuple[nn.Module, nn.Module | None]:
-    """What computes the training loss — the model, wrapped for DDP and compiled as configured — and the DDP wrapper
-    (for `no_sync` between micro-batches), if any. Checkpoints and evaluation use the plain model."""
-    forward, ddp = model, None
+def _training_module(task: Task, model: nn.Module) -> nn.Module:
+    """The module whose forward the loop differentiates: the task's `training_module(model)` where it has one."""
+    return task.training_module(model) if hasattr(task, "training_module") else model
+
+
+def _forward_module(module: nn.Module, placement: Placement, compute: Compute) -> tuple[nn.Module, nn.Module | None]:
+    """What computes the training loss — the training module, wrapped for DDP and compiled as configured — and the DDP
+    wrapper (for `no_sync` between micro-batches), if any. Checkpoints and evaluation use the plain model."""
+    forward, ddp = module, None
     if placement.distributed:
         from torch.nn.parallel import DistributedDataParallel
 
         device_ids = [placement.device.index] if placement.device.type == "cuda" else None
-        forward = ddp = DistributedDataParallel(model, device_ids=device_ids)
+        forward = ddp = DistributedDataParallel(module, device_ids=device_ids)
     if compute.compile:
         forward = torch.compile(forward)
     return forward, ddp

@@ -19,9 +19,10 @@ from torch import nn
 
 from wdrank.batches import evaluation_batch
 from wdrank.data.text import load_tokens
-from wdrank.device import model_device
+from wdrank.device import fused_kernels, model_device
 from wdrank.experiments.training import Throughput, TrainingSetup
 from wdrank.models.lm import LMShape, build_lm, flops_per_token
+from wdrank.models.next_token import NextTokenLoss
 from wdrank.optim import AdamWTraining, WeightDecays
 
 SECTION = "language_model"  # its config section
@@ -56,16 +57,22 @@ class LMTask:
         starts = rng.integers(0, len(self.train_tokens) - self.context + 1, self.batch_size)
         return self._windows(self.train_tokens, starts[rows])
 
-    def loss(self, model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
-        return model(input_ids=batch, labels=batch).loss
+    @staticmethod
+    def training_module(model: nn.Module) -> NextTokenLoss:
+        """Model and loss as one module (chunked output layer and loss on CUDA, plain elsewhere)."""
+        return NextTokenLoss(model, chunked=fused_kernels(model_device(model)))
+
+    def loss(self, module: NextTokenLoss, batch: torch.Tensor) -> torch.Tensor:
+        return module(batch)
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module) -> dict[str, float]:
-        """Mean loss over fixed validation windows (eval_batches global batches), read `eval_batch_size` at a time."""
-        device, total = model_device(model), 0.0
+        """Mean loss over fixed validation windows (eval_batches global batches), read `eval_batch_size` at a time,
+        in fp32 (evaluation runs outside autocast) and by the training module's route."""
+        device, total, module = model_device(model), 0.0, self.training_module(model)
         for start in range(0, len(self.validation_starts), self.eval_batch_size):
             starts = self.validation_starts[start:start + self.eval_batch_size]
-            total += self.loss(model, self._windows(self.validation_tokens, starts).to(device)).item() * len(starts)
+            total += self.loss(module, self._windows(self.validation_tokens, starts).to(device)).item() * len(starts)
         return {"validation_loss": total / len(self.validation_starts)}
 
 
