@@ -2,7 +2,10 @@
 call is causal SDPA without a mask, the chunked output layer and loss equal the plain ones, and the fused AdamW kernel
 is chosen on CUDA only."""
 
+import importlib.util
 import shutil
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -224,3 +227,23 @@ def test_a_cpu_run_uses_the_plain_adamw_kernel_even_resuming_a_gpu_checkpoint(ti
     assert all(group["fused"] is None for group in optimizer.param_groups)
     for name, value in whole.state_dict().items():
         assert torch.equal(resumed.state_dict()[name], value), name
+
+
+def test_gpu_benchmark_runs_both_loops_side_by_side(monkeypatch, capsys):
+    """`benchmarks/gpu_train.py`'s two loops at its smoke scale on the CPU (in this process; the script runs each in
+    a process of its own): for each model the reference and the pipeline train, name their attention kernel (the
+    CPU's flash SDPA) and trace as one graph; --help says what is compared."""
+    spec = importlib.util.spec_from_file_location("gpu_train", Path(__file__).parents[1] / "benchmarks" / "gpu_train.py")
+    gpu_train = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "gpu_train", gpu_train)  # its dataclasses look their module up there
+    spec.loader.exec_module(gpu_train)
+    monkeypatch.setattr(sys, "argv", ["gpu_train.py", "--help"])
+    with pytest.raises(SystemExit):
+        gpu_train.main()
+    assert "reference" in capsys.readouterr().out
+    for model in ("lm", "vit"):
+        micro = gpu_train.SMOKE.micro_batches[model][0]
+        for worker in (gpu_train.reference_worker, gpu_train.pipeline_worker):
+            row = worker(model, gpu_train.SMOKE, micro, 5, "cpu")
+            assert (row["attention_kernel"], row["graphs"]) == ("flash", 1), (model, worker)
+            assert row["per_second"] > 0 and row["fused_adamw"] is False and row["mfu"] is None
