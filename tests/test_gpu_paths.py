@@ -16,6 +16,7 @@ from wdrank.data.text import load_tokens
 from wdrank.device import Compute
 from wdrank.experiments.lm import LMTask
 from wdrank.models.lm import LMShape, build_lm
+from wdrank.models import next_token
 from wdrank.models.next_token import NextTokenLoss, linear_cross_entropy
 from wdrank.optim import WeightDecays, build_optimizer, select_kernels
 from wdrank.schedule import Schedule
@@ -83,8 +84,14 @@ def test_every_attention_call_of_a_training_step_is_causal_sdpa_without_mask(arc
     assert all(mask is None and causal is True for mask, causal in recorded.calls), recorded.calls
 
 
+@pytest.fixture
+def several_chunks(monkeypatch):
+    """The chunked route takes 5 rows (of SHAPES' vocabulary) a chunk: several chunks, the last one short."""
+    monkeypatch.setattr(next_token, "CHUNK_ELEMENTS", 5 * 300)
+
+
 def assert_same_loss_and_gradients(model, batch, rtol, bf16=False):
-    """The chunked route (several chunks) gives the plain route's loss and gradients to rounding."""
+    """The chunked route gives the plain route's loss and gradients to rounding."""
 
     def context():
         return torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
@@ -94,16 +101,9 @@ def assert_same_loss_and_gradients(model, batch, rtol, bf16=False):
     plain.backward()
     expected = gradients(model)
     model.zero_grad(set_to_none=True)
-    from wdrank.models import next_token
-
-    rows = 5  # several chunks, the last one short
-    original, next_token.CHUNK_ELEMENTS = next_token.CHUNK_ELEMENTS, rows * model.config.vocab_size
-    try:
-        with context():
-            chunked = NextTokenLoss(model, chunked=True)(batch)
-        chunked.backward()
-    finally:
-        next_token.CHUNK_ELEMENTS = original
+    with context():
+        chunked = NextTokenLoss(model, chunked=True)(batch)
+    chunked.backward()
     actual = gradients(model)
     model.zero_grad(set_to_none=True)
     torch.testing.assert_close(chunked, plain, rtol=rtol, atol=0)
@@ -113,18 +113,18 @@ def assert_same_loss_and_gradients(model, batch, rtol, bf16=False):
 
 
 @pytest.mark.parametrize("architecture", list(SHAPES))
-def test_chunked_loss_equals_plain_loss_and_gradients_in_fp32(architecture):
+def test_chunked_loss_equals_plain_loss_and_gradients_in_fp32(architecture, several_chunks):
     model = build_lm(SHAPES[architecture], seed=0)
     assert_same_loss_and_gradients(model, windows(SHAPES[architecture]), rtol=1e-5)
 
 
-def test_chunked_loss_equals_plain_loss_and_gradients_under_bf16_autocast():
+def test_chunked_loss_equals_plain_loss_and_gradients_under_bf16_autocast(several_chunks):
     """The same matmuls in bf16, the softmax in fp32: agreement to bf16 rounding of the gradients."""
     model = build_lm(SHAPES["gpt2"], seed=0)
     assert_same_loss_and_gradients(model, windows(SHAPES["gpt2"]), rtol=2e-2, bf16=True)
 
 
-def test_chunked_loss_of_a_lora_model_trains_the_adapter_only():
+def test_chunked_loss_of_a_lora_model_trains_the_adapter_only(several_chunks):
     """Through a peft adapter (frozen base, output weight included): the adapter's gradients agree, the base gets
     none."""
     from peft import LoraConfig, get_peft_model
@@ -151,6 +151,16 @@ def test_chunked_loss_without_gradients_is_the_same_number():
     targets = torch.arange(7) % 9
     assert linear_cross_entropy(hidden, weight, targets, rows=2).item() == \
         pytest.approx(F.cross_entropy(hidden @ weight.T, targets).item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("architecture", list(SHAPES))
+def test_test_nll_is_the_same_by_either_route(architecture, several_chunks):
+    """Test perplexity's float64 sum, from full logits or chunk by chunk (several chunks), agrees to float64
+    rounding of the same fp32 logits."""
+    model, batch = build_lm(SHAPES[architecture], seed=0), windows(SHAPES[architecture], batch=4)
+    plain = next_token.summed_next_token_nll(model, batch, chunked=False)
+    chunked = next_token.summed_next_token_nll(model, batch, chunked=True)
+    assert chunked == pytest.approx(plain, rel=1e-6)
 
 
 def test_the_loop_trains_the_same_model_by_either_route(tiny_corpus, tmp_path, monkeypatch):

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from wdrank.batches import evaluation_batch
@@ -22,7 +21,7 @@ from wdrank.data.text import load_tokens
 from wdrank.device import fused_kernels, model_device
 from wdrank.experiments.training import Throughput, TrainingSetup
 from wdrank.models.lm import LMShape, build_lm, flops_per_token
-from wdrank.models.next_token import NextTokenLoss
+from wdrank.models.next_token import NextTokenLoss, summed_next_token_nll
 from wdrank.optim import AdamWTraining, WeightDecays
 
 SECTION = "language_model"  # its config section
@@ -79,17 +78,16 @@ class LMTask:
 @torch.no_grad()
 def mean_token_nll(model: nn.Module, tokens: np.ndarray, context: int, batch_size: int) -> tuple[float, int]:
     """Mean next-token NLL over a whole split, in non-overlapping windows of `context` tokens (each window's first
-    token is context only); deterministic. Returns (mean NLL in nats, number of predicted tokens)."""
+    token is context only), in float64 by the device's route (`wdrank.models.next_token`); deterministic.
+    Returns (mean NLL in nats, number of predicted tokens)."""
     model.eval()
-    total, count = 0.0, 0
+    total, count, chunked = 0.0, 0, fused_kernels(model_device(model))
     starts = np.arange(0, len(tokens) - 1, context)
     for chunk in np.array_split(starts, max(1, -(-len(starts) // batch_size))):
         windows = [np.asarray(tokens[s:s + context], dtype=np.int64) for s in chunk]
         for length in sorted({len(w) for w in windows}):  # the last window may be shorter
             batch = torch.from_numpy(np.stack([w for w in windows if len(w) == length])).to(model_device(model))
-            logits = model(input_ids=batch).logits[:, :-1].double()
-            total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1),
-                                     reduction="sum").item()
+            total += summed_next_token_nll(model, batch, chunked)
             count += batch[:, 1:].numel()
     return total / count, count
 

@@ -60,8 +60,12 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: to
                          rows: int | None = None) -> torch.Tensor:
     """Mean cross-entropy of the logits `hidden @ weight.T` (N × V, never held whole) against `targets` (N,),
     `rows` rows at a time (default: CHUNK_ELEMENTS logits a chunk)."""
-    rows = rows or max(1, CHUNK_ELEMENTS // weight.shape[0])
-    return _LinearCrossEntropy.apply(hidden, weight, targets, rows)
+    return _LinearCrossEntropy.apply(hidden, weight, targets, rows or rows_per_chunk(weight.shape[0]))
+
+
+def rows_per_chunk(vocab_size: int) -> int:
+    """Rows of a chunk of the chunked route: CHUNK_ELEMENTS logits (at least one row)."""
+    return max(1, CHUNK_ELEMENTS // vocab_size)
 
 
 def plain_next_token_loss(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
@@ -91,3 +95,19 @@ class NextTokenLoss(nn.Module):
         hidden = lm.base_model(input_ids=input_ids).last_hidden_state[:, :-1]
         return linear_cross_entropy(hidden.reshape(-1, hidden.shape[-1]), lm.get_output_embeddings().weight,
                                     input_ids[:, 1:].reshape(-1))
+
+
+@torch.no_grad()
+def summed_next_token_nll(model: nn.Module, input_ids: torch.Tensor, chunked: bool) -> float:
+    """The next-token NLL summed over every predicted token of the windows `input_ids` (B, T), in float64 (test
+    perplexity): from the model's full logits, or chunk by chunk from its final hidden states."""
+    targets = input_ids[:, 1:].reshape(-1)
+    if not chunked:
+        logits = model(input_ids=input_ids).logits[:, :-1].double()
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets, reduction="sum").item()
+    lm = language_model(model)
+    hidden = lm.base_model(input_ids=input_ids).last_hidden_state[:, :-1]
+    hidden, weight = hidden.reshape(-1, hidden.shape[-1]), lm.get_output_embeddings().weight
+    rows = rows_per_chunk(weight.shape[0])
+    return sum(F.cross_entropy(F.linear(hidden[start:start + rows], weight).double(), targets[start:start + rows],
+                               reduction="sum").item() for start in range(0, len(targets), rows))
