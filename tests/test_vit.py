@@ -95,6 +95,31 @@ def test_augmentation_is_seeded_translates_and_flips():
     assert (shifted.sum(dim=(1, 2, 3)) < 16).any()  # some images moved, letting zero padding in
 
 
+def padded_cropped_flipped(draws, images: torch.Tensor) -> torch.Tensor:
+    """The augmentation's definition, as tensor operations: zero padding, a crop at each drawn corner, then the
+    drawn horizontal flips."""
+    if draws.offsets is not None:
+        height, width = images.shape[-2:]
+        padded = torch.nn.functional.pad(images, (draws.padding,) * 4)
+        images = torch.stack([p[:, dy:dy + height, dx:dx + width] for p, (dy, dx) in zip(padded, draws.offsets)])
+    if draws.flips is not None:
+        images = torch.where(torch.from_numpy(draws.flips)[:, None, None, None], images.flip(-1), images)
+    return images
+
+
+@pytest.mark.parametrize("translate", [0, 1, 3, 7])  # 7: beyond the 5 × 6 images, some shifted out entirely
+@pytest.mark.parametrize("flip", [False, True])
+def test_augmentation_gives_the_bytes_of_padding_cropping_and_flipping(translate, flip):
+    """The one-copy implementation equals the definition byte for byte, from a tensor or from a list of rows (as
+    memory-mapped images are passed)."""
+    rng = np.random.default_rng(translate)
+    images = torch.from_numpy(rng.integers(0, 256, (40, 2, 5, 6), dtype=np.uint8))
+    draws = Augmentation(translate, flip).draws(rng, len(images))
+    expected = padded_cropped_flipped(draws, images)
+    assert torch.equal(draws.apply(images), expected)
+    assert torch.equal(draws.apply([image.numpy() for image in images]), expected)
+
+
 def test_a_micro_batch_is_augmented_as_within_its_whole_batch():
     images = torch.arange(8 * 1 * 5 * 5, dtype=torch.uint8).reshape(8, 1, 5, 5)
     draws = Augmentation(2, True).draws(np.random.default_rng(3), 8)

@@ -55,7 +55,7 @@ class ImageClassification:
         normalises them there); only these images are read from disk."""
         order = np.sort(epoch_indices(len(self.train_labels), self.batch_size, self.seed, step))  # sorted: memmap
         draws = self.augmentation.draws(np.random.default_rng((self.seed, step, 1)), self.batch_size)
-        images = draws[rows].apply(torch.from_numpy(np.array(self.train_images[order[rows]])))
+        images = draws[rows].apply([self.train_images[index] for index in order[rows]])  # read once, into place
         return images, torch.from_numpy(self.train_labels[order[rows]])
 
     def loss(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
