@@ -35,16 +35,16 @@ class _LinearCrossEntropy(torch.autograd.Function):
             logits = F.linear(chunk, weight).float()  # in the autocast dtype, then fp32 as transformers upcasts
             log_normaliser = torch.logsumexp(logits, dim=-1)
             total = total + (log_normaliser - logits.gather(1, chunk_targets[:, None]).squeeze(1)).sum()
-            if grad_hidden is None and grad_weight is None:
-                continue
-            # d(mean loss)/d(logits) = (softmax − one-hot) / count, written over the chunk's logits
-            grad_logits = logits.sub_(log_normaliser[:, None]).exp_()
-            grad_logits[torch.arange(len(chunk_targets), device=hidden.device), chunk_targets] -= 1
-            grad_logits /= count
-            if grad_hidden is not None:
-                grad_hidden[start:start + rows] = grad_logits.matmul(weight)
-            if grad_weight is not None:
-                grad_weight += grad_logits.t().matmul(chunk).float()
+            if grad_hidden is not None or grad_weight is not None:
+                # d(mean loss)/d(logits) = (softmax − one-hot) / count, written over the chunk's logits
+                logits.sub_(log_normaliser[:, None]).exp_()
+                logits[torch.arange(len(chunk_targets), device=hidden.device), chunk_targets] -= 1
+                logits /= count
+                if grad_hidden is not None:
+                    grad_hidden[start:start + rows] = logits.matmul(weight)
+                if grad_weight is not None:
+                    grad_weight += logits.t().matmul(chunk).float()
+            del logits  # freed before the next chunk's are made: one chunk's logits at a time
         ctx.save_for_backward(grad_hidden, grad_weight)
         ctx.weight_dtype = weight.dtype
         return total / count
