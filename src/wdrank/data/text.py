@@ -21,6 +21,7 @@ the fractions hold in expectation, by documents. A split left empty is an error.
 
 Token budgets. `max_tokens.train` stops reading once the training split holds that many tokens (one pass of a run
 needs steps x batch x context); `max_tokens.validation` and `.test` cap those splits (later documents are skipped).
+A budget is exact: the document that reaches it is cut there.
 
 Tokenizer. `tokenizer: null` trains a byte-level BPE (GPT-2 style) of `vocab_size` on the first
 `tokenizer_sample_mb` of training text; documents read meanwhile are held, then encoded, so the corpus is still read
@@ -204,6 +205,8 @@ class _CorpusWriter:
             if self.done or target.full:  # decided in reading order: the result does not depend on CHUNK
                 continue
             ids = np.asarray([*encoding.ids, self.end_of_text], dtype=self.dtype)
+            if target.budget is not None:
+                ids = ids[:target.budget - target.token_count]  # the document that reaches the budget is cut there
             ids.tofile(target.tokens)
             target.names.write(document.name + "\n")
             target.documents += 1
