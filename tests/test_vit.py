@@ -101,7 +101,8 @@ def padded_cropped_flipped(draws, images: torch.Tensor) -> torch.Tensor:
     if draws.offsets is not None:
         height, width = images.shape[-2:]
         padded = torch.nn.functional.pad(images, (draws.padding,) * 4)
-        images = torch.stack([p[:, dy:dy + height, dx:dx + width] for p, (dy, dx) in zip(padded, draws.offsets)])
+        images = torch.stack([p[:, dy:dy + height, dx:dx + width]
+                              for p, (dy, dx) in zip(padded, draws.offsets, strict=True)])
     if draws.flips is not None:
         images = torch.where(torch.from_numpy(draws.flips)[:, None, None, None], images.flip(-1), images)
     return images
