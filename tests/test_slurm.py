@@ -5,8 +5,9 @@ packages on 127.0.0.1 (tests/slurm/) with preemptible partitions, the workflow s
   (PreemptMode=CANCEL) or requeues (PreemptMode=REQUEUE) them, as on a shared GPU partition. Both kinds come back,
   resume from their checkpoints, and the workflow ends green with the tables, weights and learning curves of a local
   run, byte for byte.
-- A time limit (runtime of one minute, warning signal), and a cell that fails for good: the time-limited job
-  checkpoints, ends, is resubmitted and resumes; the failed cell stops no other, and is named with its log.
+- A time limit (cut to one minute while the job trains, warning signal), and a cell that fails for good: the
+  time-limited job checkpoints, ends, is resubmitted and resumes; the failed cell stops no other, and is named with
+  its log.
 
 Skipped where the machine cannot host the daemons (not root, not Debian, no plugin)."""
 
@@ -197,34 +198,40 @@ def test_preempted_training_comes_back_whether_slurm_cancels_or_requeues_it(slur
 
 
 def test_a_time_limit_resubmits_and_resumes_and_a_failed_cell_stops_no_other(slurm_cluster, local_grid, tmp_path):
-    """One language-model cell with a one-minute time limit, warned 22 s ahead: SLURM checks time limits every 30 s,
-    so the SIGTERM comes 8 to 38 s after the job starts, while it trains (about 45 s). It checkpoints and ends;
-    Snakemake resubmits it and it resumes, to the weights of the uninterrupted run. The resubmitted job is given ten
-    minutes (scontrol, as an administrator would), so that the 30-s granularity cannot stop it again and again. The
-    other cell fails for good (its checkpoint folder is a file): the workflow keeps going, finishes every job that
-    does not need it, fails, and names the cell and its log. A short toy run, given 2 CPUs, trains with 2 threads."""
+    """One language-model cell, warned 22 s ahead of its time limit: once it trains (past step 100), its limit is cut
+    to one minute (scontrol, as an administrator would). SLURM checks time limits every 30 s and warns up to 30 s
+    early, so the SIGTERM comes within 30 s, while it trains (40 s or more): never before the job has started
+    the command that records it, as a one-minute limit from the start would allow (SIGTERM 8 to 38 s after the job
+    starts, the first 8 to 15 s of which it spends starting Snakemake and Python). It checkpoints and ends; Snakemake
+    resubmits it, with the configured ten minutes, and it resumes, to the weights of the uninterrupted run. The other
+    cell fails for good (its checkpoint folder is a file): the workflow keeps going, finishes every job that does not
+    need it, fails, and names the cell and its log. A short toy run, given 2 CPUs, trains with 2 threads."""
     failing = tmp_path / f"results/lm/checkpoints/{LM_CELLS[1]}"
     failing.parent.mkdir(parents=True)
     failing.write_text("not a folder")
     short_toy = {**TOY, "train": {**TOY["train"], "steps": 300}}
     config = {**GRID, "toy_transformer": short_toy, "time_limit_warning": 22,
-              "resources": {"default": {"slurm_account": "root"}, "lm_train": {"runtime": 1},
+              "resources": {"default": {"slurm_account": "root"}, "lm_train": {"runtime": 10},
                             "toy_train": {"cpus_per_task": 2}}}
     workflow = start_on_slurm(tmp_path, config)
-    attempts = []  # SLURM jobs of the time-limited cell, in order
+    training_log = tmp_path / f"logs/lm_train/{LM_CELLS[0]}.log"
+    attempts, cut = [], []  # SLURM jobs of the time-limited cell, in order; the one whose limit was cut
 
-    def give_later_attempts_time():
+    def cut_the_first_attempts_time_limit_once_it_trains():
         for job, (*_, comment) in jobs("debug").items():
             if comment == "rule_lm_train_wildcards_0.0_0.1_0" and job not in attempts:
                 attempts.append(job)
-                if len(attempts) > 1:
-                    subprocess.run(["scontrol", "update", f"JobId={job}", "TimeLimit=10"], capture_output=True)
+        if attempts and not cut and training_log.exists() \
+                and max(map(int, re.findall(r"(\d+)/14000", training_log.read_text())), default=0) > 100:
+            subprocess.run(["scontrol", "update", f"JobId={attempts[0]}", "TimeLimit=1"], check=True,
+                           capture_output=True)
+            cut.append(attempts[0])  # once: the resubmitted job keeps its ten minutes
 
-    output = watch(workflow, tmp_path, give_later_attempts_time)
+    output = watch(workflow, tmp_path, cut_the_first_attempts_time_limit_once_it_trains)
     assert workflow.returncode != 0
-    log = (tmp_path / f"logs/lm_train/{LM_CELLS[0]}.log").read_text()
+    log = training_log.read_text()
     assert re.search(r"resuming from .*step_\d+ \(step [1-9]\d*\)", log), "never stopped by the time limit"
-    assert len(attempts) == 2, attempts
+    assert len(attempts) == 2 and cut == attempts[:1], (attempts, cut)
     assert "received SIGTERM: checkpointed step" in output and "Error in rule lm_train" in output
     assert_same_results(tmp_path, local_grid, [("lm", LM_CELLS[0], "step_014000")])
     assert (tmp_path / f"results/lm/runs/{LM_CELLS[0]}/spectra.parquet").exists()
