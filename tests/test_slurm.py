@@ -217,12 +217,16 @@ def test_a_time_limit_resubmits_and_resumes_and_a_failed_cell_stops_no_other(slu
     training_log = tmp_path / f"logs/lm_train/{LM_CELLS[0]}.log"
     attempts, cut = [], []  # SLURM jobs of the time-limited cell, in order; the one whose limit was cut
 
+    def step_shown():
+        """The last step the cell's progress bar shows (0 before it has one)."""
+        shown = re.findall(rf"(\d+)/{LM['train']['steps']}", training_log.read_text()) if training_log.exists() else []
+        return max(map(int, shown), default=0)
+
     def cut_the_first_attempts_time_limit_once_it_trains():
         for job, (*_, comment) in jobs("debug").items():
             if comment == "rule_lm_train_wildcards_0.0_0.1_0" and job not in attempts:
                 attempts.append(job)
-        if attempts and not cut and training_log.exists() \
-                and max(map(int, re.findall(r"(\d+)/14000", training_log.read_text())), default=0) > 100:
+        if attempts and not cut and step_shown() > 100:
             subprocess.run(["scontrol", "update", f"JobId={attempts[0]}", "TimeLimit=1"], check=True,
                            capture_output=True)
             cut.append(attempts[0])  # once: the resubmitted job keeps its ten minutes
