@@ -138,6 +138,22 @@ def test_chunked_loss_of_a_lora_model_trains_the_adapter_only(several_chunks):
         {name for name, p in model.named_parameters() if "lora_" in name}
 
 
+def test_chunked_gradients_follow_the_gradient_handed_back(several_chunks):
+    """A loss scaled before its backward pass (as gradient accumulation and mixed-precision loss scaling do) scales
+    the chunked route's gradients exactly as autograd scales the plain route's."""
+    shape = SHAPES["gpt2"]
+    model, batch = build_lm(shape, seed=0), windows(shape)
+    by_route = []
+    for chunked in (False, True):
+        (3.0 * NextTokenLoss(model, chunked)(batch)).backward()
+        by_route.append(gradients(model))
+        model.zero_grad(set_to_none=True)
+    plain, chunked = by_route
+    assert chunked.keys() == plain.keys() and plain
+    for name, value in plain.items():
+        torch.testing.assert_close(chunked[name], value, rtol=1e-5, atol=1e-5 * value.abs().max().item(), msg=name)
+
+
 def test_chunked_loss_without_gradients_is_the_same_number():
     """Evaluation (no_grad) takes the chunked route, to the plain route's value; a chunked loss of random
     logits equals F.cross_entropy's."""
