@@ -1,8 +1,11 @@
 """Shared fixtures: the repository layout, the default configuration as the pipeline resolves it, and the tiny
-workflow run that the end-to-end tests (local and SLURM) compare against."""
+workflow run that the end-to-end tests (local and SLURM) compare against; and the guard of the fast loop
+(`python -m pytest -m "not slow"`): a test not marked slow that starts Snakemake, or runs past FAST_TEST_LIMIT
+seconds, fails, naming the marker it lacks."""
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -13,10 +16,62 @@ from wdrank.config import load_schema, resolve_config
 REPO = Path(__file__).resolve().parents[1]
 
 
+# Fixtures that build something several tests read (a workflow run, a cluster, a set of mutation verdicts): each
+# test that uses one runs on the same pytest-xdist worker as the others (--dist loadgroup), so it is built once.
+SHARED_FIXTURES = {"tiny_run", "slurm_cluster", "local_grid", "cached_build", "verdicts", "toy_repository",
+                   "uninterrupted_runs", "minilm", "default_grid"}
+
+
+def shared_group(item) -> str | None:
+    """The xdist group of a test that uses a shared fixture: the session's tiny run, else its module's fixtures."""
+    used = SHARED_FIXTURES & set(item.fixturenames)
+    if not used:
+        return None
+    return "tiny_run" if "tiny_run" in used else item.module.__name__
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items):
-    """SLURM tests run last: they install slurm-client, and from then on every Snakemake start spends seconds
-    probing the (by then stopped) cluster through the executor plugin."""
-    items.sort(key=lambda item: item.get_closest_marker("slurm") is not None)
+    """Group the tests of each shared fixture, and start the longest work first, so that neither worker is left
+    with a long tail: the real SLURM, then the tiny run's tests, then the rest of the slow tier, then the fast loop."""
+    for item in items:
+        if group := shared_group(item):
+            item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=lambda item: (item.get_closest_marker("slurm") is None, shared_group(item) != "tiny_run",
+                                 item.get_closest_marker("slow") is None))
+
+
+# A fast-loop test takes at most ~5 s on 2 quiet cores; beside the whole suite's other workers on a busy machine it
+# can take several times as long, and more than a minute is a test that belongs to the whole suite.
+FAST_TEST_LIMIT = 60
+
+
+def starts_snakemake(args) -> bool:
+    """Whether a subprocess's arguments start Snakemake (`snakemake ...` or `python -m snakemake ...`)."""
+    words = args.split() if isinstance(args, str) else [str(word) for word in args]
+    return any(Path(word).name == "snakemake" for word in words[:1]) or any(
+        first == "-m" and second == "snakemake" for first, second in zip(words, words[1:]))
+
+
+@pytest.fixture(autouse=True)
+def fast_tests_stay_fast(request, monkeypatch):
+    """Outside the slow tier, starting Snakemake fails the test at once and a long test fails at its end."""
+    if request.node.get_closest_marker("slow"):
+        yield
+        return
+    popen_init = subprocess.Popen.__init__
+
+    def refuse_snakemake(self, args, *rest, **options):
+        if starts_snakemake(args):
+            pytest.fail("this test starts Snakemake (seconds per start): mark it @pytest.mark.slow", pytrace=False)
+        popen_init(self, args, *rest, **options)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse_snakemake)
+    started = time.monotonic()
+    yield
+    if (elapsed := time.monotonic() - started) > FAST_TEST_LIMIT:
+        pytest.fail(f"this test took {elapsed:.0f} s, past the fast loop's {FAST_TEST_LIMIT} s: make it faster or "
+                    "mark it @pytest.mark.slow", pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -96,12 +151,18 @@ TINY_FIGURES = sorted([
 ])
 
 
-def snakemake(workdir, *args, config=None, timeout=600):
-    """Run the repository's workflow in `workdir`; returns the completed process (never raises)."""
+def snakemake_command(workdir, *args, config=None):
+    """The command that runs the repository's workflow in `workdir` on its tiny.yaml (written from `config` if
+    given)."""
     if config is not None:
         (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
-               str(workdir), "--configfile", str(workdir / "tiny.yaml"), "--cores", "2", *args]
+    return [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+            "--configfile", str(workdir / "tiny.yaml"), "--cores", "2", *args]
+
+
+def snakemake(workdir, *args, config=None, timeout=600):
+    """Run the repository's workflow in `workdir`; returns the completed process (never raises)."""
+    command = snakemake_command(workdir, *args, config=config)
     return subprocess.run(command, capture_output=True, text=True, cwd=workdir, timeout=timeout)
 
 

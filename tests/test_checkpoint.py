@@ -10,6 +10,7 @@ import sys
 import textwrap
 import time
 
+import pytest
 import torch
 from torch import nn
 
@@ -36,6 +37,7 @@ def assert_every_listed_checkpoint_is_complete(directory) -> list[int]:
     return steps
 
 
+@pytest.mark.slow
 def test_a_kill_at_any_instant_of_saving_and_pruning_leaves_a_complete_checkpoint(tmp_path):
     """A writer saves step after step and removes the one before, as training does. It is frozen (SIGSTOP) at 60
     random instants: what is on disk then is what a SIGKILL at that instant would leave. Every time, at least one
@@ -78,6 +80,7 @@ def test_a_kill_at_any_instant_of_saving_and_pruning_leaves_a_complete_checkpoin
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
+@pytest.mark.slow
 def test_a_failed_save_names_the_file_and_keeps_the_earlier_checkpoint(tmp_path):
     """A file-size limit (RLIMIT_FSIZE: writes fail with EFBIG, as they would with ENOSPC on a full disk) set after
     the first checkpoint: the second save raises a CheckpointError that names the file, leaves nothing behind, and
@@ -104,6 +107,7 @@ def test_a_failed_save_names_the_file_and_keeps_the_earlier_checkpoint(tmp_path)
     assert assert_every_listed_checkpoint_is_complete(tmp_path) == [100]
 
 
+@pytest.mark.slow
 def test_training_that_cannot_write_its_checkpoint_exits_non_zero_naming_the_file(tiny_corpus, tmp_path):
     """The same failure through the command a rule runs: exit 1, one line naming the file, no checkpoint listed."""
 

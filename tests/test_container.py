@@ -41,7 +41,7 @@ def test_the_container_installs_exactly_the_lock_on_its_python():
     assert {f"!{path}" for path in copied} <= {line.rstrip("/") for line in ignored}  # the build context has them
 
 
-@pytest.mark.e2e
+@pytest.mark.slow
 def test_with_a_container_every_job_runs_in_it(tmp_path, monkeypatch):
     shim = tmp_path / "bin" / "apptainer"
     shim.parent.mkdir()

@@ -55,6 +55,7 @@ def test_the_command_line_offers_every_product_under_its_name():
         assert offered == {product.name for product in PRODUCTS if product.kind == kind}
 
 
+@pytest.mark.slow
 def test_the_workflow_has_one_rule_per_product_named_like_it():
     rules = subprocess.run([sys.executable, "-m", "snakemake", "--list-rules"], cwd=ROOT, capture_output=True,
                            text=True, check=True).stdout.split()

@@ -133,7 +133,7 @@ def test_a_summary_without_provenance_is_refused_naming_the_file(tmp_path):
     assert result.returncode != 0 and str(summaries[0]) in result.stderr and "provenance" in result.stderr
 
 
-@pytest.mark.e2e
+@pytest.mark.slow
 def test_every_result_of_the_tiny_run_says_what_produced_it(tiny_run):
     lm = json.loads(next(tiny_run.glob("results/lm/runs/**/summary.json")).read_text())["provenance"]
     assert lm["code"]["wdrank"] == __version__ and lm["libraries"]["torch"] == str(torch.__version__)

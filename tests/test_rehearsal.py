@@ -14,7 +14,7 @@ from conftest import REPO, TINY_FIGURES, job_counts, snakemake
 REHEARSAL = REPO / "workflow/configs/paper_shape_rehearsal.yaml"
 
 
-@pytest.mark.e2e
+@pytest.mark.slow
 def test_paper_shape_rehearsal_runs_the_whole_dag(tmp_path):
     (tmp_path / "tiny.yaml").write_text("{}")
     dry = snakemake(tmp_path, "-n", "--configfile", str(REHEARSAL))

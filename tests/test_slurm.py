@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, finished_run
+from conftest import REPO, finished_run, snakemake_command
 
 HARNESS = Path(__file__).parent / "slurm"
 # Without slurmdbd there is no sacct: the plugin must poll squeue, and start polling soon (tests/slurm/slurm-up.sh
@@ -34,14 +34,17 @@ SLURM_OPTIONS = ["--profile", str(REPO / "workflow/profiles/slurm"), "--slurm-st
                  "--slurm-init-seconds-before-status-checks", "2", "--seconds-between-status-checks", "1",
                  "--latency-wait", "5"]
 OFF = {name: {"enabled": False} for name in ("factorized", "vision_transformer", "scalar_pair", "audit", "lora")}
-# Training long enough to be interrupted mid-way (about 40 s for a language model, 20 s for the toy on one core).
+# Training long enough to be preempted after its first checkpoint and still be running (a language model trains
+# about 130 steps a second beside another, the toy about 700), and no longer: the steps after a resume only add time.
 LM = {
     "data": {"vocab_size": 300},
     "model": {"n_layer": 2, "n_embd": 16, "n_head": 2, "context": 32},
-    "train": {"steps": 14000, "batch_size": 8, "warmup_steps": 3, "eval_every": 2000, "eval_batches": 1,
-              "checkpoint_every": 2000},
+    "train": {"steps": 4000, "batch_size": 8, "warmup_steps": 3, "eval_every": 1000, "eval_batches": 1,
+              "checkpoint_every": 1000},
     "sweep": {"wd_attn": [0.0, 3.0], "wd_mlp": [0.1], "seeds": [0]},
 }
+# The time-limited cell trains for a minute or more: SLURM checks time limits every 30 s and warns up to 30 s early.
+LONG_LM = {**LM, "train": {**LM["train"], "steps": 14000, "eval_every": 2000, "checkpoint_every": 2000}}
 TOY = {
     "model": {"x_dim": 2, "n_layer": 2, "d_model": 8, "n_head": 2, "d_head": 4},
     "train": {"steps": 15000, "batch_size": 16, "context": 6, "record_points": 5, "eval_size": 64},
@@ -51,7 +54,7 @@ GRID = {**OFF, "language_model": LM, "toy_transformer": TOY}
 LM_CELLS = ["wd_attn~0.0/wd_mlp~0.1/seed~0", "wd_attn~3.0/wd_mlp~0.1/seed~0"]
 TOY_CELL = "wd_attn~1.0/seed~0"
 
-pytestmark = pytest.mark.slurm
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 
 def cannot_host_slurm() -> str | None:
@@ -80,8 +83,29 @@ def slurm_cluster(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def local_grid(tmp_path_factory):
-    """GRID run locally, uninterrupted: what every SLURM run below must reproduce byte for byte."""
+    """GRID run locally, uninterrupted: what the preempted runs below must reproduce byte for byte."""
     return finished_run(tmp_path_factory, "local_grid", GRID)
+
+
+@pytest.fixture
+def local_long_cell(tmp_path_factory):
+    """The time-limited cell (LONG_LM, λ_SA = 0) run locally, uninterrupted: what its resumed run must reproduce.
+    Started in the background, it trains on the core that the time-limited job leaves free; calling the fixture's
+    value waits for it and gives its folder."""
+    workdir = tmp_path_factory.mktemp("local_long_cell")
+    cell = {**LONG_LM, "sweep": {**LONG_LM["sweep"], "wd_attn": [0.0]}}
+    command = snakemake_command(workdir, config={**OFF, "language_model": cell, "toy_transformer": {"enabled": False}})
+    with open(workdir / "snakemake.out", "w") as output:
+        run = subprocess.Popen(command, cwd=workdir, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def finished():
+        assert run.wait(timeout=900) == 0, (workdir / "snakemake.out").read_text()[-3000:]
+        return workdir
+
+    yield finished
+    if run.poll() is None:
+        os.killpg(run.pid, signal.SIGKILL)
+        run.wait()
 
 
 def start_on_slurm(workdir, config, *extra):
@@ -193,11 +217,12 @@ def test_preempted_training_comes_back_whether_slurm_cancels_or_requeues_it(slur
     for table in tables:
         produced, expected = tmp_path / "results/tables" / table, local_grid / "results/tables" / table
         assert produced.read_bytes() == expected.read_bytes(), table
-    assert_same_results(tmp_path, local_grid, [("lm", cell, "step_014000") for cell in LM_CELLS]
+    assert_same_results(tmp_path, local_grid, [("lm", cell, "step_004000") for cell in LM_CELLS]
                         + [("toy", TOY_CELL, "step_015000")])
 
 
-def test_a_time_limit_resubmits_and_resumes_and_a_failed_cell_stops_no_other(slurm_cluster, local_grid, tmp_path):
+def test_a_time_limit_resubmits_and_resumes_and_a_failed_cell_stops_no_other(slurm_cluster, local_long_cell,
+                                                                               tmp_path):
     """One language-model cell, warned 22 s ahead of its time limit: once it trains (past step 100), its limit is cut
     to one minute (scontrol, as an administrator would). SLURM checks time limits every 30 s and warns up to 30 s
     early, so the SIGTERM comes within 30 s, while it trains (40 s or more): never before the job has started
@@ -210,7 +235,7 @@ def test_a_time_limit_resubmits_and_resumes_and_a_failed_cell_stops_no_other(slu
     failing.parent.mkdir(parents=True)
     failing.write_text("not a folder")
     short_toy = {**TOY, "train": {**TOY["train"], "steps": 300}}
-    config = {**GRID, "toy_transformer": short_toy, "time_limit_warning": 22,
+    config = {**GRID, "language_model": LONG_LM, "toy_transformer": short_toy, "time_limit_warning": 22,
               "resources": {"default": {"slurm_account": "root"}, "lm_train": {"runtime": 10},
                             "toy_train": {"cpus_per_task": 2}}}
     workflow = start_on_slurm(tmp_path, config)
@@ -219,7 +244,8 @@ def test_a_time_limit_resubmits_and_resumes_and_a_failed_cell_stops_no_other(slu
 
     def step_shown():
         """The last step the cell's progress bar shows (0 before it has one)."""
-        shown = re.findall(rf"(\d+)/{LM['train']['steps']}", training_log.read_text()) if training_log.exists() else []
+        shown = re.findall(rf"(\d+)/{LONG_LM['train']['steps']}", training_log.read_text()) if training_log.exists() \
+            else []
         return max(map(int, shown), default=0)
 
     def cut_the_first_attempts_time_limit_once_it_trains():
@@ -237,7 +263,7 @@ def test_a_time_limit_resubmits_and_resumes_and_a_failed_cell_stops_no_other(slu
     assert re.search(r"resuming from .*step_\d+ \(step [1-9]\d*\)", log), "never stopped by the time limit"
     assert len(attempts) == 2 and cut == attempts[:1], (attempts, cut)
     assert "received SIGTERM: checkpointed step" in output and "Error in rule lm_train" in output
-    assert_same_results(tmp_path, local_grid, [("lm", LM_CELLS[0], "step_014000")])
+    assert_same_results(tmp_path, local_long_cell(), [("lm", LM_CELLS[0], "step_014000")])
     assert (tmp_path / f"results/lm/runs/{LM_CELLS[0]}/spectra.parquet").exists()
     # the failed cell: named at the end with its log; the toy's tables and figure were made all the same
     assert f"wdrank: 1 training cell did not finish:\n  lm_train {LM_CELLS[1]}\n    log: logs/lm_train/" in output

@@ -84,7 +84,7 @@ def test_a_resumed_run_and_a_run_tracked_after_it_finished_show_every_step_once(
     assert_same_curves(events(tmp_path / "tb_later")[0], logged(tmp_path / "untracked"))
 
 
-@pytest.mark.e2e
+@pytest.mark.slow
 def test_with_tracking_on_the_workflow_writes_each_runs_events_beside_its_learning_curve(tiny_run):
     """The tiny grid through the workflow with `tracking: tensorboard` (conftest.TINY): one event folder per run of
     every trained experiment, holding its metrics.jsonl; the learning-curves table and figure as without tracking."""

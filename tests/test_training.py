@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from wdrank.checkpoint import CheckpointError, load_weights, save_checkpoint
+from wdrank.metrics_log import MetricsLog
 from wdrank.models.lm import LMShape, build_lm
 from wdrank.optim import WeightDecays, build_optimizer, parameter_groups
 from wdrank.schedule import Schedule
@@ -91,6 +92,7 @@ def train_command(data_dir, run_dir, steps, checkpoint_every, batch_size=4, micr
             "--checkpoint-dir", str(run_dir / "ckpt")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("micro_batch_size", [None, 1])
 def test_run_killed_midway_resumes_to_identical_weights(tiny_corpus, tmp_path, micro_batch_size):
     """SIGKILL at any moment (with micro-batches: most likely between two of them, with gradients half accumulated)
@@ -132,6 +134,24 @@ def test_run_killed_midway_resumes_to_identical_weights(tiny_corpus, tmp_path, m
     assert logged_steps == list(range(10, steps + 1, 10))
 
 
+def test_a_resumed_learning_curve_holds_each_step_once(tmp_path):
+    """A run killed after logging step 30 resumes from its step-20 checkpoint: the log is cut back to step 20, so
+    the repeated steps 21-30 are logged once, by the resumed run."""
+    log = MetricsLog(tmp_path)
+    log.resume_from(0)
+    with log:
+        for step in range(0, 31, 5):
+            log.append({"step": step, "train_loss": 1.0})
+    log.resume_from(20)
+    assert [record["step"] for record in log.records()] == [0, 5, 10, 15, 20]
+    with log:
+        for step in range(25, 41, 5):
+            log.append({"step": step, "train_loss": 0.5})
+    assert [record["step"] for record in log.records()] == list(range(0, 41, 5))
+    assert [record["train_loss"] for record in log.records()][-4:] == [0.5] * 4
+
+
+@pytest.mark.slow
 def test_resume_drops_a_metrics_line_cut_short_by_a_kill(tiny_corpus, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run(train_command(tiny_corpus, tmp_path, 20, 10), check=True, env=env, capture_output=True)
@@ -145,6 +165,7 @@ def test_resume_drops_a_metrics_line_cut_short_by_a_kill(tiny_corpus, tmp_path):
     assert published.read_text() == complete  # same lines, same values: the partial line is gone, nothing doubled
 
 
+@pytest.mark.slow
 def test_diverging_run_fails_clearly_and_writes_no_summary(tiny_corpus, tmp_path):
     command = train_command(tiny_corpus, tmp_path, 50, 0)
     settings = json.loads(command[command.index("--settings") + 1])
@@ -195,6 +216,7 @@ def uninterrupted_runs(tiny_corpus, tmp_path_factory):
     return run
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum, micro_batch_size", [(signal.SIGTERM, None), (signal.SIGUSR1, None),
                                                       (signal.SIGUSR1, 1)])
 def test_preemption_signal_checkpoints_the_step_and_the_rerun_matches(tiny_corpus, uninterrupted_runs, tmp_path,
@@ -246,6 +268,7 @@ def test_a_signal_before_training_starts_is_kept_for_the_loop():
         assert received == []
 
 
+@pytest.mark.slow
 def test_two_data_parallel_processes_train_the_same_model_as_one(tiny_corpus, tmp_path):
     """torchrun with 2 CPU processes (gloo): each takes half of the same global batch; DDP averages gradients, so
     the weights match a single process up to floating-point reassociation; only rank 0 writes."""
@@ -308,6 +331,7 @@ def test_micro_batches_accumulate_to_the_full_batch_gradient(tiny_corpus):
             torch.testing.assert_close(gradient[name], value, rtol=1e-5, atol=1e-7, msg=name)
 
 
+@pytest.mark.slow
 def test_micro_batches_of_8_and_32_train_the_same_weights(tiny_corpus, tmp_path):
     """40 steps of a batch of 32, at once or in 4 micro-batches of 8: the same weights within rtol 1e-4, atol 1e-5
     (float32 sums in another order, through 40 Adam steps)."""
