@@ -16,7 +16,8 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO, TINY, TINY_FIGURES, TINY_PROVENANCE, TINY_TABLES, job_counts, snakemake
+from conftest import (REPO, TINY, TINY_FIGURES, TINY_PROVENANCE, TINY_TABLES, job_counts, snakemake,
+                      snakemake_command)
 from wdrank.aggregate import read_run_settings
 
 @pytest.mark.slow
@@ -205,9 +206,7 @@ def test_killed_run_reruns_cleanly_to_bit_identical_tables(tiny_run, tmp_path):
     """SIGKILL the whole workflow while language models train, rerun: no output of the killed jobs is taken for
     finished, and every result table, provenance table, final weight file and learning curve of the language model
     equals, byte for byte, that of the uninterrupted tiny run (every logged step once)."""
-    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(LM_ONLY))
-    base = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
-            "--configfile", str(tmp_path / "tiny.yaml"), "--cores", "2"]
+    base = snakemake_command(tmp_path, config=LM_ONLY)
     command = [*base, *[f"results/tables/{table}" for table in LM_TABLES]]  # the tables: no figure is compared
     workflow = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 start_new_session=True)
