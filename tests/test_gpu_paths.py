@@ -169,6 +169,24 @@ def test_chunked_loss_without_gradients_is_the_same_number():
         pytest.approx(F.cross_entropy(hidden @ weight.T, targets).item(), rel=1e-6)
 
 
+@pytest.mark.parametrize("grad_mode", [True, False], ids=["training", "no_grad"])
+def test_chunked_loss_computes_gradients_only_in_grad_mode(grad_mode):
+    """The matrix products of the chunked route, counted: the logits' (2·N·V·D FLOPs) alone under no_grad
+    (evaluation, test perplexity), three times that when training (logits, hidden and weight gradients); and no
+    gradient buffer is kept under no_grad. Inputs require gradients either way, as a model's weights do."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    rows, vocab, width = 12, 9, 4
+    generator = torch.Generator().manual_seed(0)
+    hidden = torch.randn(rows, width, generator=generator, requires_grad=True)
+    weight = torch.randn(vocab, width, generator=generator, requires_grad=True)
+    targets = torch.arange(rows) % vocab
+    with torch.set_grad_enabled(grad_mode), FlopCounterMode(display=False) as counter:
+        loss = linear_cross_entropy(hidden, weight, targets, rows=5)  # three chunks, the last one short
+    assert counter.get_total_flops() == (3 if grad_mode else 1) * 2 * rows * vocab * width
+    assert loss.requires_grad == grad_mode and (loss.grad_fn is None) != grad_mode
+
+
 @pytest.mark.parametrize("architecture", list(SHAPES))
 def test_test_nll_is_the_same_by_either_route(architecture, several_chunks):
     """Test perplexity's float64 sum, from full logits or chunk by chunk (several chunks), agrees to float64

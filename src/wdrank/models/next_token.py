@@ -22,13 +22,18 @@ IGNORE_INDEX = -100  # the label transformers pads with past the last position
 
 class _LinearCrossEntropy(torch.autograd.Function):
     """Mean cross-entropy of `hidden @ weight.T` against `targets`; gradients computed chunk by chunk in the forward
-    pass (when needed) and only scaled in the backward pass."""
+    pass (only where grad mode was on at the call and the input requires them) and only scaled in the backward pass.
+    """
 
     @staticmethod
-    def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, rows: int) -> torch.Tensor:
+    def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, rows: int,
+                grad_enabled: bool) -> torch.Tensor:
+        # Inside forward grad mode is always off and needs_input_grad follows requires_grad alone, so the caller's
+        # grad mode comes in as an argument: evaluation under no_grad computes the loss and nothing else.
         count = hidden.shape[0]
-        grad_hidden = torch.empty_like(hidden) if ctx.needs_input_grad[0] else None
-        grad_weight = torch.zeros_like(weight, dtype=torch.float32) if ctx.needs_input_grad[1] else None
+        grad_hidden = torch.empty_like(hidden) if grad_enabled and ctx.needs_input_grad[0] else None
+        grad_weight = (torch.zeros_like(weight, dtype=torch.float32) if grad_enabled and ctx.needs_input_grad[1]
+                       else None)
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         for start in range(0, count, rows):
             chunk, chunk_targets = hidden[start:start + rows], targets[start:start + rows]
@@ -53,14 +58,15 @@ class _LinearCrossEntropy(torch.autograd.Function):
     def backward(ctx, grad_output: torch.Tensor):
         grad_hidden, grad_weight = ctx.saved_tensors
         return (None if grad_hidden is None else grad_hidden * grad_output,
-                None if grad_weight is None else (grad_weight * grad_output).to(ctx.weight_dtype), None, None)
+                None if grad_weight is None else (grad_weight * grad_output).to(ctx.weight_dtype), None, None, None)
 
 
 def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
                          rows: int | None = None) -> torch.Tensor:
     """Mean cross-entropy of the logits `hidden @ weight.T` (N × V, never held whole) against `targets` (N,),
     `rows` rows at a time (default: CHUNK_ELEMENTS logits a chunk)."""
-    return _LinearCrossEntropy.apply(hidden, weight, targets, rows or rows_per_chunk(weight.shape[0]))
+    return _LinearCrossEntropy.apply(hidden, weight, targets, rows or rows_per_chunk(weight.shape[0]),
+                                     torch.is_grad_enabled())
 
 
 def rows_per_chunk(vocab_size: int) -> int:
