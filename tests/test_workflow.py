@@ -249,15 +249,32 @@ def cached_snakemake(copy, *args, timeout=900):
     return subprocess.run(command, capture_output=True, text=True, cwd=copy, timeout=timeout)
 
 
+def copy_of_workflow(destination, *extra):
+    """A copy of the repository's workflow and code (and the `extra` paths) in `destination`; returns it."""
+    destination.mkdir(parents=True)
+    for part in ("Snakefile", "config.yaml", "workflow", "src", "envs", "profiles", *extra):
+        (shutil.copytree if (REPO / part).is_dir() else shutil.copy)(REPO / part, destination / part)
+    return destination
+
+
+@pytest.mark.slow
+def test_a_key_added_to_config_yaml_under_its_comments_takes_effect(tmp_path):
+    """As config.yaml's comments invite: append a key at its end, run `snakemake` with no other option."""
+    copy = copy_of_workflow(tmp_path / "repo")
+    with open(copy / "config.yaml", "a", encoding="utf-8") as handle:
+        handle.write("tracking: tensorboard\n")
+    result = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", "--dry-run", "--printshellcmds"],
+                            cwd=copy, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "--tensorboard results/tensorboard/lm/" in result.stdout
+
+
 @pytest.fixture(scope="module")
 def cached_build(tmp_path_factory):
     """A copy of the repository's workflow, code and cache with every figure and table of the default run drawn from
     the committed cache, as a reader gets them (`snakemake --cores all --config from_cache=True`); built once for the
     tests that read it or edit its code (and put the code back, bytes and times)."""
-    copy = tmp_path_factory.mktemp("cached") / "repo"
-    copy.mkdir()
-    for part in ("Snakefile", "config.yaml", "workflow", "src", "envs", "profiles", "results/cache"):
-        (shutil.copytree if (REPO / part).is_dir() else shutil.copy)(REPO / part, copy / part)
+    copy = copy_of_workflow(tmp_path_factory.mktemp("cached") / "repo", "results/cache")
     built = cached_snakemake(copy)
     assert built.returncode == 0, built.stderr[-3000:]
     return copy
