@@ -127,6 +127,61 @@ def test_training_that_cannot_write_its_checkpoint_exits_non_zero_naming_the_fil
     assert not (tmp_path / "run" / "summary.json").exists()
 
 
+@pytest.fixture
+def small_file_system(tmp_path):
+    """A 5 MiB tmpfs (a full disk without filling the machine's); skipped where mounting is not allowed."""
+    mount_point = tmp_path / "small"
+    mount_point.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=5m", "tmpfs", str(mount_point)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    yield mount_point
+    subprocess.run(["umount", str(mount_point)], check=True)
+
+
+@pytest.mark.parametrize("filled_bytes, failing_file", [(0, "optimizer.pt"), (1_500_000, "model.safetensors")],
+                         ids=["torch's writer", "safetensors' writer"])
+def test_a_save_that_runs_out_of_space_says_so_with_the_bytes_needed_and_free(small_file_system, filled_bytes,
+                                                                              failing_file):
+    """A full disk (a real one: ENOSPC from a 5 MiB tmpfs) is named as such, in one line, with the bytes the
+    checkpoint needs and those free once its partial write is gone, whichever writer meets it; the earlier
+    checkpoint stays complete and nothing else is left."""
+    from wdrank.checkpoint import CheckpointError, _checkpoint_bytes
+    from wdrank.disk_space import size
+
+    (small_file_system / "other").write_bytes(bytes(filled_bytes))
+    directory = small_file_system / "ckpt"
+    model, optimizer = model_and_optimizer(0)
+    save_checkpoint(directory, 100, model, optimizer, None)  # 3.2 MB: what is left cannot hold another
+    with pytest.raises(CheckpointError) as raised:
+        save_checkpoint(directory, 200, model, optimizer, None)
+    free = os.statvfs(directory).f_bavail * os.statvfs(directory).f_frsize
+    message = str(raised.value)
+    assert message == (f"cannot write checkpoint file {directory / 'step_000200' / failing_file}: no space left on "
+                       f"device: {directory} needs about {size(_checkpoint_bytes(model, optimizer))} and has "
+                       f"{size(free)} free; the earlier checkpoints in {directory} are kept")
+    assert [p.name for p in directory.iterdir()] == ["step_000100"]
+    assert assert_every_listed_checkpoint_is_complete(directory) == [100]
+
+
+def test_a_full_quota_is_named_as_such(tmp_path, monkeypatch):
+    """EDQUOT (a user's quota, with room left on the file system) gets its own words and where to look."""
+    import errno
+
+    from wdrank import checkpoint
+    from wdrank.checkpoint import CheckpointError
+
+    def quota_exceeded(*args, **kwargs):
+        raise OSError(errno.EDQUOT, os.strerror(errno.EDQUOT))
+
+    monkeypatch.setattr(checkpoint, "save_file", quota_exceeded)
+    model, optimizer = model_and_optimizer(0)
+    with pytest.raises(CheckpointError, match=r": disk quota exceeded: .* free on its file system, but your quota "
+                                              r"there is full \(see `quota -s`"):
+        save_checkpoint(tmp_path, 100, model, optimizer, None)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_discarding_hides_the_checkpoint_before_deleting_it(tmp_path, monkeypatch):
     """A removal killed in mid-delete (here: rmtree fails after the rename) leaves no `step_*` folder behind."""
     model, optimizer = model_and_optimizer(0)

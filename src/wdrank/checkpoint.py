@@ -12,8 +12,8 @@ Layout of one checkpoint:
 Crash-safe at every instant: a checkpoint is written into a hidden temporary folder, flushed to disk and renamed
 into place; one is removed by renaming it to a hidden name first. So a kill at any moment leaves each `step_*`
 folder either complete or absent, and the hidden leftovers of killed writes are never listed (the next save clears
-them). A save that fails (e.g. no space left) names the file, removes its temporary folder and leaves every earlier
-checkpoint as it was.
+them). A save that fails names the file, removes its temporary folder and leaves every earlier checkpoint as it was;
+one that runs out of space (a full disk or quota) says so, with the bytes the checkpoint needs and those free.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from wdrank import disk_space
 
 STEP_PREFIX = "step_"
 WEIGHTS = "model.safetensors"
@@ -64,8 +66,9 @@ def save_checkpoint(directory: str | Path, step: int, model: nn.Module, optimize
     _clear_leftovers(directory)
     final = directory / checkpoint_name(step)
     tmp = Path(tempfile.mkdtemp(prefix=f"{HIDDEN}{final.name}.", dir=directory))
+    needed = _checkpoint_bytes(model, optimizer)
     try:
-        with _naming_failures(final / WEIGHTS):
+        with _naming_failures(final / WEIGHTS, tmp, needed):
             if hasattr(model, "save_pretrained"):
                 model.save_pretrained(tmp, safe_serialization=True)
             else:
@@ -73,10 +76,11 @@ def save_checkpoint(directory: str | Path, step: int, model: nn.Module, optimize
                 if model_config is not None:
                     (tmp / CONFIG).write_text(json.dumps(model_config, indent=2))
         if optimizer is not None:
-            with _naming_failures(final / OPTIMIZER):
+            # through a Python file, so that a full disk is an OSError (ENOSPC), not torch's "unexpected pos"
+            with _naming_failures(final / OPTIMIZER, tmp, needed), open(tmp / OPTIMIZER, "wb") as handle:
                 torch.save({"optimizer": optimizer.state_dict(),
-                            "scheduler": scheduler.state_dict() if scheduler is not None else None}, tmp / OPTIMIZER)
-        with _naming_failures(final / STATE):
+                            "scheduler": scheduler.state_dict() if scheduler is not None else None}, handle)
+        with _naming_failures(final / STATE, tmp, needed):
             (tmp / STATE).write_text(json.dumps({"step": step}))
             for path in tmp.iterdir():
                 _fsync(path)
@@ -101,15 +105,35 @@ def list_checkpoints(directory: str | Path) -> list[Path]:
 
 
 @contextmanager
-def _naming_failures(path: Path) -> Iterator[None]:
+def _naming_failures(path: Path, tmp: Path, needed: int) -> Iterator[None]:
     """Turn any failure while writing the checkpoint file `path` (OSError, safetensors' own errors) into a
-    CheckpointError naming it (its final path: the temporary folder it was being written in is removed)."""
+    CheckpointError naming it (its final path), after removing the temporary folder `tmp` it was written in. Out of
+    space, the message says so, with the `needed` bytes of the whole checkpoint and the bytes free."""
     try:
         yield
     except Exception as error:
-        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error).splitlines()[0]
+        shutil.rmtree(tmp, ignore_errors=True)  # first: the free space reported is what a retry would find
+        if reason := disk_space.out_of_space(error):
+            reason = disk_space.explain(reason, path.parent.parent, needed)
+        else:
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error).splitlines()[0]
         raise CheckpointError(f"cannot write checkpoint file {path}: {reason}; the earlier checkpoints in "
                               f"{path.parent.parent} are kept") from error
+
+
+def _checkpoint_bytes(model: nn.Module, optimizer: torch.optim.Optimizer | None) -> int:
+    """About the size of a checkpoint on disk: the bytes of the tensors saved (a LoRA run: its adapter's)."""
+    if hasattr(model, "peft_config"):
+        from peft import get_peft_model_state_dict
+
+        weights = get_peft_model_state_dict(model)
+    else:
+        weights = model.state_dict()
+    tensors = list(weights.values())
+    if optimizer is not None:
+        tensors += [value for state in optimizer.state.values() for value in state.values()
+                    if isinstance(value, torch.Tensor)]
+    return sum(tensor.nbytes for tensor in tensors)
 
 
 def _fsync(path: Path) -> None:

@@ -9,11 +9,14 @@ a job is reproducible from its shell line alone. Each command's arguments sit ne
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from wdrank import __version__
 from wdrank.commands import audit, configuration, data, products, results, simulations, training
+from wdrank.disk_space import explain, out_of_space
 from wdrank.preemption import Preempted
 
 USER_COMMANDS = (audit, products, configuration)
@@ -42,12 +45,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _space_message(error: OSError, reason: str) -> str:
+    """One line for a write that ran out of space: the file (where Python knows it) and the space free there."""
+    if error.filename:
+        folder = Path(os.fsdecode(error.filename)).parent
+        return f"cannot write {os.fsdecode(error.filename)}: {explain(reason, folder)}"
+    return f"cannot write a file (the system did not name it): {explain(reason, Path.cwd())}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.handler(args)
     except (ValueError, FloatingPointError, FileNotFoundError) as error:
         print(f"wdrank {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        if not (reason := out_of_space(error)):
+            raise
+        print(f"wdrank {args.command}: error: {_space_message(error, reason)}", file=sys.stderr)
         return 1
     except Preempted as error:
         print(f"wdrank {args.command}: {error}", file=sys.stderr)
