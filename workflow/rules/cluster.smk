@@ -1,32 +1,10 @@
 # On a cluster: which jobs go to the compute nodes, how a job preempted for good comes back, and which training
 # cells did not finish. Included last: it reads every rule defined before it.
 
+from wdrank.slurm import poll_through_settle_preemptions
+
 # Every rule but those that compute runs on the submitting host (common.smk, CLUSTER_RULES).
 workflow.localrules(*sorted({rule.name for rule in workflow.rules} - CLUSTER_RULES))
-
-
-def bring_back_preempted_jobs():
-    """Make the SLURM plugin's status polls requeue a job that was preempted and cancelled (PreemptMode=CANCEL), or
-    report it failed where SLURM refuses (wdrank.slurm): the plugin alone would wait for it forever.
-    """
-    import snakemake_executor_plugin_slurm as plugin
-
-    from wdrank.slurm import settle_preemptions
-
-    poll = getattr(plugin, "query_job_status", None)
-    if poll is None:
-        sys.exit(
-            "wdrank: this snakemake-executor-plugin-slurm has no query_job_status; preempted jobs need the version "
-            'that pyproject.toml names (pip install -e ".[slurm]")'
-        )
-
-    async def poll_and_settle(command, logger):
-        states, seconds = await poll(command, logger)
-        if states:
-            states = settle_preemptions(states, logger.warning)
-        return states, seconds
-
-    plugin.query_job_status = poll_and_settle
 
 
 def unfinished_cells():
@@ -54,7 +32,12 @@ onstart:
         workflow.executor_plugin is not None
         and workflow.executor_plugin.name == "slurm"
     ):
-        bring_back_preempted_jobs()
+        # The plugin alone would wait forever for a job preempted and cancelled (PreemptMode=CANCEL): its polls now
+        # requeue such a job, or report it failed where SLURM refuses (wdrank.slurm).
+        try:
+            poll_through_settle_preemptions(set(TRAINING_RULES.values()))
+        except RuntimeError as error:
+            sys.exit(f"wdrank: {error}")
 
 
 onerror:
