@@ -205,7 +205,8 @@ LM_TABLES = sorted(name for name in TINY_TABLES + TINY_PROVENANCE
 def test_killed_run_reruns_cleanly_to_bit_identical_tables(tiny_run, tmp_path):
     """SIGKILL the whole workflow while language models train, rerun: no output of the killed jobs is taken for
     finished, and every result table, provenance table, final weight file and learning curve of the language model
-    equals, byte for byte, that of the uninterrupted tiny run (every logged step once)."""
+    equals, byte for byte, that of the uninterrupted tiny run (every logged step once). The log of a cell killed
+    mid-training keeps the killed attempt, then the second attempt's header and where it resumed from."""
     base = snakemake_command(tmp_path, config=LM_ONLY)
     command = [*base, *[f"results/tables/{table}" for table in LM_TABLES]]  # the tables: no figure is compared
     workflow = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -217,6 +218,10 @@ def test_killed_run_reruns_cleanly_to_bit_identical_tables(tiny_run, tmp_path):
     workflow.wait()
     assert list(tmp_path.glob("results/lm/checkpoints/*/*/*/step_000010")), "killed before any checkpoint: untested"
     assert not (tmp_path / "results/tables/lm_runs.csv").exists()
+    killed = {cell: (tmp_path / "logs/lm_train" / f"{cell}.log").read_bytes()
+              for cell in (str(p.parent.relative_to(tmp_path / "results/lm/checkpoints"))
+                           for p in tmp_path.glob("results/lm/checkpoints/*/*/*/step_000010"))
+              if not (tmp_path / "results/lm/runs" / cell / "summary.json").exists()}
 
     unlock = subprocess.run([*base, "--unlock"], capture_output=True, text=True, cwd=tmp_path)  # stale lock
     assert unlock.returncode == 0, unlock.stderr[-3000:]
@@ -229,6 +234,14 @@ def test_killed_run_reruns_cleanly_to_bit_identical_tables(tiny_run, tmp_path):
     for cell in ("wd_attn~0.0/wd_mlp~0.1/seed~0", "wd_attn~3.0/wd_mlp~0.1/seed~0"):
         for path in (f"checkpoints/{cell}/step_000030/model.safetensors", f"runs/{cell}/metrics.jsonl"):
             assert (tmp_path / "results/lm" / path).read_bytes() == (tiny_run / "results/lm" / path).read_bytes(), path
+    assert killed, "no cell was killed mid-training: the logs are untested"
+    for cell, first_attempt in killed.items():  # its log: the killed attempt, then the one that resumed
+        log = (tmp_path / "logs/lm_train" / f"{cell}.log").read_bytes()
+        assert log.startswith(first_attempt) and first_attempt.startswith("=== attempt 1 · ".encode()), cell
+        rerun = log[len(first_attempt):].decode()
+        assert re.match(r"\n?=== attempt 2 · \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC · host \S+ ===\n", rerun), rerun[:200]
+        assert re.search(rf"^resuming from results/lm/checkpoints/{re.escape(cell)}/step_0000\d0 \(step \d+\)$", rerun,
+                         re.MULTILINE), rerun[:2000]
 
 
 def default_figures(config):

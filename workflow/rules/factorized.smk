@@ -25,10 +25,11 @@ rule factorized_run:
         record_points=FACTORIZED["record_points"],
         init_std=FACTORIZED["init_std"],
     shell:
-        "python -m wdrank factorized-run --lam {wildcards.lam} --seed {wildcards.seed}"
+        ATTEMPT_HEADER
+        + "python -m wdrank factorized-run --lam {wildcards.lam} --seed {wildcards.seed}"
         " --targets {params.targets} --rank-thresholds {params.rank_thresholds} --lr {params.lr}"
         " --steps {params.steps} --record-points {params.record_points} --init-std {params.init_std}"
-        " --out {output} > {log} 2>&1"
+        " --out {output} >> {log} 2>&1"
 
 
 rule factorized_table:
@@ -51,5 +52,6 @@ rule factorized_table:
     resources:
         **job_resources("factorized_table"),
     shell:
-        "python -m wdrank concat-tables {input.runs} --out {output.table}"
-        " --provenance-out {output.provenance} > {log} 2>&1"
+        ATTEMPT_HEADER
+        + "python -m wdrank concat-tables {input.runs} --out {output.table}"
+        " --provenance-out {output.provenance} >> {log} 2>&1"

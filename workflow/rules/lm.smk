@@ -49,6 +49,7 @@ rule lm_train:
         checkpoints=f"results/lm/checkpoints/{LM_SPACE.wildcard_pattern}",
         tracking=tracking_option("language_model"),
     shell:
-        "{params.launcher} wdrank train language_model --settings {params.settings:q} --data-dir {input.data}"
+        ATTEMPT_HEADER
+        + "{params.launcher} wdrank train language_model --settings {params.settings:q} --data-dir {input.data}"
         " --wd-attn {wildcards.wd_attn} --wd-mlp {wildcards.wd_mlp} --seed {wildcards.seed}"
-        " --summary {output.summary} --metrics {output.metrics} --checkpoint-dir {params.checkpoints} {params.tracking} > {log} 2>&1"
+        " --summary {output.summary} --metrics {output.metrics} --checkpoint-dir {params.checkpoints} {params.tracking} >> {log} 2>&1"

@@ -67,8 +67,9 @@ rule lora_train:
         checkpoints=f"results/lora/checkpoints/{LORA_SPACE.wildcard_pattern}",
         tracking=tracking_option("lora"),
     shell:
-        "{params.launcher} wdrank train lora --settings {params.settings:q} --data-dir {input.data}"
+        ATTEMPT_HEADER
+        + "{params.launcher} wdrank train lora --settings {params.settings:q} --data-dir {input.data}"
         " --base-model {params.base_model} --wd-lora {wildcards.wd_lora} "
         + LORA_SET
         + " --seed {wildcards.seed}"
-        " --summary {output.summary} --metrics {output.metrics} --checkpoint-dir {params.checkpoints} {params.tracking} > {log} 2>&1"
+        " --summary {output.summary} --metrics {output.metrics} --checkpoint-dir {params.checkpoints} {params.tracking} >> {log} 2>&1"

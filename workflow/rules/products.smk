@@ -109,4 +109,5 @@ for product in PRODUCTS:
             name=product.name,
             arguments=product_arguments(product),
         shell:
-            "python -m wdrank {params.kind} {params.name} {params.arguments} > {log} 2>&1"
+            ATTEMPT_HEADER
+            + "python -m wdrank {params.kind} {params.name} {params.arguments} >> {log} 2>&1"

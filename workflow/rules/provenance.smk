@@ -30,7 +30,8 @@ rule provenance:
             for path in PROVENANCE_TABLES
         ],
     shell:
-        "python -m wdrank provenance {input.tables} --names {params.names} --out {output} > {log} 2>&1"
+        ATTEMPT_HEADER
+        + "python -m wdrank provenance {input.tables} --names {params.names} --out {output} >> {log} 2>&1"
 
 
 onsuccess:

@@ -25,8 +25,9 @@ rule run_spectra:
     params:
         rank_thresholds=RANK_THRESHOLDS,
     shell:
-        "python -m wdrank spectra --summary {input} --rank-thresholds {params.rank_thresholds}"
-        " --out {output} > {log} 2>&1"
+        ATTEMPT_HEADER
+        + "python -m wdrank spectra --summary {input} --rank-thresholds {params.rank_thresholds}"
+        " --out {output} >> {log} 2>&1"
 
 
 rule collect_runs:
@@ -54,9 +55,10 @@ rule collect_runs:
     resources:
         **job_resources("collect_runs"),
     shell:
-        "python -m wdrank collect-runs --summaries {input.summaries} --spectra {input.spectra}"
+        ATTEMPT_HEADER
+        + "python -m wdrank collect-runs --summaries {input.summaries} --spectra {input.spectra}"
         " --runs-out {output.runs} --spectra-out {output.spectra}"
-        " --provenance-out {output.provenance} > {log} 2>&1"
+        " --provenance-out {output.provenance} >> {log} 2>&1"
 
 
 rule learning_curves_table:
@@ -82,5 +84,6 @@ rule learning_curves_table:
     resources:
         **job_resources("learning_curves_table"),
     shell:
-        "python -m wdrank learning-curves --summaries {input.summaries} --metrics {input.metrics}"
-        " --out {output} > {log} 2>&1"
+        ATTEMPT_HEADER
+        + "python -m wdrank learning-curves --summaries {input.summaries} --metrics {input.metrics}"
+        " --out {output} >> {log} 2>&1"

@@ -27,9 +27,10 @@ rule toy_train:
         checkpoints=f"results/toy/checkpoints/{TOY_SPACE.wildcard_pattern}",
         tracking=tracking_option("toy_transformer"),
     shell:
-        "{params.launcher} wdrank train toy_transformer --settings {params.settings:q} --wd-attn {wildcards.wd_attn}"
+        ATTEMPT_HEADER
+        + "{params.launcher} wdrank train toy_transformer --settings {params.settings:q} --wd-attn {wildcards.wd_attn}"
         " --seed {wildcards.seed} --summary {output.summary} --metrics {output.metrics}"
-        " --checkpoint-dir {params.checkpoints} {params.tracking} > {log} 2>&1"
+        " --checkpoint-dir {params.checkpoints} {params.tracking} >> {log} 2>&1"
 
 
 rule scalar_pair:
@@ -52,6 +53,7 @@ rule scalar_pair:
         lr=PAIR["lr"],
         steps=PAIR["steps"],
     shell:
-        "python -m wdrank scalar-pair --lambdas {params.lambdas} --target {params.target}"
+        ATTEMPT_HEADER
+        + "python -m wdrank scalar-pair --lambdas {params.lambdas} --target {params.target}"
         " --start {params.start} --lr {params.lr} --steps {params.steps} --table {output.table}"
-        " --provenance-out {output.provenance} > {log} 2>&1"
+        " --provenance-out {output.provenance} >> {log} 2>&1"

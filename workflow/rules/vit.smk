@@ -33,8 +33,9 @@ rule vit_data:
             else ""
         ),
     shell:
-        "python -m wdrank vit-data --settings {params.data:q} {params.mnist} --hub-cache {params.hub_cache}"
-        " --out-dir {output} > {log} 2>&1"
+        ATTEMPT_HEADER
+        + "python -m wdrank vit-data --settings {params.data:q} {params.mnist} --hub-cache {params.hub_cache}"
+        " --out-dir {output} >> {log} 2>&1"
 
 
 rule vit_train:
@@ -59,6 +60,7 @@ rule vit_train:
         checkpoints=f"results/vit/checkpoints/{VIT_SPACE.wildcard_pattern}",
         tracking=tracking_option("vision_transformer"),
     shell:
-        "{params.launcher} wdrank train vision_transformer --settings {params.settings:q} --data-dir {input.data}"
+        ATTEMPT_HEADER
+        + "{params.launcher} wdrank train vision_transformer --settings {params.settings:q} --data-dir {input.data}"
         " --wd-attn {wildcards.wd_attn} --seed {wildcards.seed} --summary {output.summary}"
-        " --metrics {output.metrics} --checkpoint-dir {params.checkpoints} {params.tracking} > {log} 2>&1"
+        " --metrics {output.metrics} --checkpoint-dir {params.checkpoints} {params.tracking} >> {log} 2>&1"
