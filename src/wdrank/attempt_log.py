@@ -31,12 +31,10 @@ def attempts_in(log: Path) -> int:
 
 
 def header(attempt: int, now: datetime, host: str, environ: Mapping[str, str]) -> str:
-    """The header line of `attempt`, e.g. '=== attempt 2 · 2026-12-07 23:41:02 UTC · host n01 · SLURM job 812 ==='
-    (a job SLURM requeued adds its restart count)."""
+    """The header line of `attempt`, e.g. '=== attempt 2 · 2026-12-07 23:41:02 UTC · host n01 · SLURM job 812 ==='."""
     parts = [f"attempt {attempt}", now.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"), f"host {host}"]
-    if job := environ.get("SLURM_JOB_ID"):
-        restarts = environ.get("SLURM_RESTART_COUNT", "0")
-        parts.append(f"SLURM job {job}" + (f" (requeued {restarts}×)" if restarts not in ("", "0") else ""))
+    if job := environ.get("SLURM_JOB_ID"):  # a requeued job keeps its id: the same id on two attempts
+        parts.append(f"SLURM job {job}")
     return f"=== {' · '.join(parts)} ==="
 
 

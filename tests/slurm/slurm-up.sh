@@ -56,9 +56,6 @@ SlurmctldPort=6817
 SlurmdPort=6818
 AuthType=auth/munge
 CredType=cred/munge
-# A requeued job is held until requeue + cred_expire + 1 s (BeginTime; 120 s by default, as on most clusters): cut to
-# 10 s here so that each preemption the tests cause costs seconds, not two minutes (docs/cluster.md).
-AuthInfo=cred_expire=10
 StateSaveLocation=$BASE/state
 SlurmdSpoolDir=$BASE/spool
 SlurmctldPidFile=$BASE/slurmctld.pid
