@@ -109,7 +109,9 @@ def test_the_plugins_own_status_check_goes_through_the_preemption_fix(tmp_path, 
         (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
         (bin_dir / name).chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
-    monkeypatch.setenv("CALLS", str(tmp_path / "calls"))
+    calls = tmp_path / "calls"
+    calls.write_text("")
+    monkeypatch.setenv("CALLS", str(calls))
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     import snakemake_executor_plugin_slurm as plugin  # after PATH: its import asks `scontrol show config`
     monkeypatch.setattr(plugin, "query_job_status", plugin.query_job_status)  # put back after the test
@@ -131,6 +133,6 @@ def test_the_plugins_own_status_check_goes_through_the_preemption_fix(tmp_path, 
 
     still_active = asyncio.run(check())
     assert still_active == [job]  # requeued: the plugin keeps waiting for it
-    assert (tmp_path / "calls").read_text() == "requeue 4242\n"
+    assert calls.read_text() == "requeue 4242\n"
     assert "SLURM job 4242 (lm_train) was preempted and cancelled (PreemptMode=CANCEL); requeued it: it runs again " \
            "and resumes from its last checkpoint" in warnings

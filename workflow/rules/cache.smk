@@ -50,7 +50,7 @@ if config["from_cache"]:
         resources:
             **job_resources("restore_cached_table"),
         shell:
-            ATTEMPT_HEADER + "gzip -dc {input} > {output} 2>> {log}"
+            f"{ATTEMPT_HEADER}gzip -dc {{input}} > {{output}} 2>> {{log}}"
 
     # Where a cached table exists it wins over the rule that would compute it from training runs.
     ruleorder: restore_cached_table > factorized_table
