@@ -24,6 +24,8 @@ shell.prefix(
 )
 
 from wdrank.config import ConfigError, resolve_config
+from wdrank.extras import missing_training_packages, needs_training_extra
+from wdrank.sweeps import TRAINED
 
 
 configfile: "config.yaml"
@@ -34,6 +36,25 @@ try:
     config = resolve_config(config)
 except ConfigError as error:
     sys.exit(f"wdrank: {error}")
+
+
+# Training, its data and the two-scalar simulation need the `train` extra (torch and the field's libraries); drawing
+# every figure from the committed cache and auditing safetensors or GGUF models do not. Checked before any job, unless
+# the jobs run in their own conda environment or container.
+TRAINING_SECTIONS = [*TRAINED, "scalar_pair"]
+if (
+    not config["from_cache"]
+    and any(config[section]["enabled"] for section in TRAINING_SECTIONS)
+    and not workflow.deployment_settings.deployment_method
+    and (missing := missing_training_packages())
+):
+    sys.exit(
+        "wdrank: "
+        + needs_training_extra(
+            "this run trains models and prepares their data, which", missing
+        )
+        + "; or draw every figure from the committed cache: --config from_cache=True"
+    )
 
 
 report: "workflow/report/workflow.rst"

@@ -255,9 +255,9 @@ def default_figures(config):
                   + [f"fig4_audit_{m}.png" for m in models])
 
 
-def cached_snakemake(copy, *args, timeout=900):
+def cached_snakemake(copy, *args, timeout=900, python=sys.executable):
     """The workflow of a copy of the repository, in that copy, drawing every figure from its committed cache."""
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(copy / "Snakefile"), "--directory", str(copy),
+    command = [str(python), "-m", "snakemake", "--snakefile", str(copy / "Snakefile"), "--directory", str(copy),
                "--cores", "2", "--config", "from_cache=True", *args]
     return subprocess.run(command, capture_output=True, text=True, cwd=copy, timeout=timeout)
 
@@ -283,12 +283,29 @@ def test_a_key_added_to_config_yaml_under_its_comments_takes_effect(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def cached_build(tmp_path_factory):
+def light_python(tmp_path_factory):
+    """The Python of a new virtual environment holding the light install alone (`pip install` of the package without
+    extras, from PyPI or pip's cache): what a reader who only redraws figures or audits a model installs."""
+    root = tmp_path_factory.mktemp("light")
+    source = root / "source"
+    source.mkdir()
+    for part in ("pyproject.toml", "README.md", "LICENSE", "src"):
+        (shutil.copytree if (REPO / part).is_dir() else shutil.copy)(REPO / part, source / part)
+    subprocess.run([sys.executable, "-m", "venv", str(root / "venv")], check=True)
+    python = root / "venv/bin/python"
+    installed = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                                str(source)], capture_output=True, text=True, timeout=900)
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    return python
+
+
+@pytest.fixture(scope="module")
+def cached_build(tmp_path_factory, light_python):
     """A copy of the repository's workflow, code and cache with every figure and table of the default run drawn from
-    the committed cache, as a reader gets them (`snakemake --cores all --config from_cache=True`); built once for the
-    tests that read it or edit its code (and put the code back, bytes and times)."""
+    the committed cache, as a reader gets them (`snakemake --cores all --config from_cache=True`) with the light
+    install; built once for the tests that read it or edit its code (and put the code back, bytes and times)."""
     copy = copy_of_workflow(tmp_path_factory.mktemp("cached") / "repo", "results/cache")
-    built = cached_snakemake(copy)
+    built = cached_snakemake(copy, python=light_python)
     assert built.returncode == 0, built.stderr[-3000:]
     return copy
 
@@ -329,6 +346,31 @@ def test_figures_rebuild_from_the_committed_cache_without_training(cached_build,
     shown = pd.read_csv(cached_build / "results/tables/provenance.csv", dtype=str, keep_default_na=False)
     cached = pd.read_csv(REPO / "results/cache/lm_runs_provenance.csv.gz", dtype=str, keep_default_na=False)
     assert shown[shown["table"] == "lm_runs"]["commit"].tolist() == cached["commit"].tolist()
+
+
+@pytest.mark.slow
+def test_the_light_install_draws_from_the_cache_refuses_to_train_in_one_line_and_audits(cached_build, light_python,
+                                                                                       tmp_path):
+    """The light install (no extras) drew every figure of `cached_build` (the test above checks them); it has no
+    training package, a from-scratch run stops before any job with one line naming the extra, and a model is
+    audited."""
+    from test_light_install import tiny_gpt2
+    from wdrank.extras import TRAINING_PACKAGES
+
+    for package in TRAINING_PACKAGES:
+        assert subprocess.run([str(light_python), "-c", f"import {package}"], capture_output=True).returncode != 0, \
+            f"the light install brought {package}"
+    refused = subprocess.run([str(light_python), "-m", "snakemake", "--cores", "2"], cwd=cached_build,
+                             capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 1 and refused.stderr.strip().splitlines()[-1].startswith(
+        "wdrank: this run trains models and prepares their data, which needs the training extra, not installed "
+        "here (no torch, torchvision, transformers, timm, datasets, tokenizers, peft): pip install"), refused.stderr
+    assert sorted(os.listdir(cached_build / "results")) == ["cache", "figures", "tables"]
+    audited = subprocess.run([str(light_python.parent / "wdrank"), "audit", str(tiny_gpt2(tmp_path / "gpt2")),
+                              "--quiet", "--table", str(tmp_path / "audit.csv")], capture_output=True, text=True,
+                             timeout=300)
+    assert audited.returncode == 0, audited.stderr[-2000:]
+    assert pd.read_csv(tmp_path / "audit.csv")["layer"].nunique() == 2
 
 
 @pytest.mark.slow

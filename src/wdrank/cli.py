@@ -17,6 +17,7 @@ from pathlib import Path
 from wdrank import __version__
 from wdrank.commands import audit, configuration, data, products, results, simulations, training
 from wdrank.disk_space import explain, out_of_space
+from wdrank.extras import needs_training_extra, training_package
 from wdrank.preemption import Preempted
 
 USER_COMMANDS = (audit, products, configuration)
@@ -59,6 +60,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.handler(args)
     except (ValueError, FloatingPointError, FileNotFoundError) as error:
         print(f"wdrank {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    except ModuleNotFoundError as error:
+        if not (package := training_package(error)):
+            raise
+        print(f"wdrank {args.command}: error: {needs_training_extra('this command', package)}",
+              file=sys.stderr)
         return 1
     except OSError as error:
         if not (reason := out_of_space(error)):

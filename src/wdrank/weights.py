@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from wdrank.extras import needs_training_extra
 from wdrank.heads import timm_blocks_config, timm_vit_config
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth")
@@ -216,7 +217,11 @@ class GGUFLlama(Mapping):
 
 def load_pickle(path: Path) -> dict:
     """A state dict from a torch pickle, tensors memory-mapped where the file allows (zip format), else read."""
-    import torch
+    try:
+        import torch
+    except ModuleNotFoundError as error:  # the light install: safetensors and GGUF only
+        raise ValueError(f"{path}: {needs_training_extra('reading a .pth/.bin checkpoint', 'torch')}; or convert it "
+                         "to safetensors") from error
 
     try:
         try:
