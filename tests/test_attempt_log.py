@@ -40,3 +40,16 @@ def test_a_log_snakemake_deleted_comes_back_with_every_earlier_attempt(tmp_path)
     with open(log, "a") as handle:
         handle.write("second\n")
     assert (tmp_path / ".cell.log.attempts").read_text() == log.read_text()  # one file under two names
+
+
+def test_without_hard_links_each_attempt_still_gets_its_header(tmp_path, monkeypatch):
+    """A file system that refuses hard links: no error, the log starts afresh with its header."""
+    import os
+
+    def refuse(*args):
+        raise OSError(1, "Operation not permitted")
+
+    log = tmp_path / "cell.log"
+    monkeypatch.setattr(os, "link", refuse)
+    assert start_attempt(log, {}).startswith("=== attempt 1 · ")
+    assert log.read_text().startswith("=== attempt 1 · ") and not log.samefile(tmp_path / ".cell.log.attempts")

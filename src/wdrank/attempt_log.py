@@ -5,14 +5,14 @@ Snakemake deletes a job's log before it runs the job again, so the attempts live
 (`.<log name>.attempts`) of which the log is a hard link: Snakemake's deletion removes the name, not the text, and
 the next attempt links the name back before it appends. So after a kill and rerun, a preemption or a time limit,
 the first attempt's error or warning is still there above the attempt that resumed (a training job then says from
-which checkpoint). Where the file system has no hard links, the log is a copy, and only the earlier attempts that
-finished writing survive. Standard library only: it runs before every job.
+which checkpoint). Where the file system refuses hard links (rare on Linux), each attempt's log starts afresh, as
+Snakemake leaves it. Standard library only: it runs before every job.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-import shutil
 import socket
 import sys
 from collections.abc import Mapping
@@ -51,10 +51,8 @@ def _relink(log: Path, attempts: Path) -> None:
             handle.write(log.read_bytes())
         log.unlink()
     if not log.exists():
-        try:
+        with contextlib.suppress(OSError):  # no hard links on this file system: the log starts afresh
             os.link(attempts, log)
-        except OSError:  # no hard links on this file system: a copy keeps the attempts that finished writing
-            shutil.copyfile(attempts, log)
 
 
 def start_attempt(log: str | Path, environ: Mapping[str, str] = os.environ) -> str:
