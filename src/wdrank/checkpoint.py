@@ -23,8 +23,9 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +67,7 @@ def save_checkpoint(directory: str | Path, step: int, model: nn.Module, optimize
     _clear_leftovers(directory)
     final = directory / checkpoint_name(step)
     tmp = Path(tempfile.mkdtemp(prefix=f"{HIDDEN}{final.name}.", dir=directory))
-    needed = _checkpoint_bytes(model, optimizer)
+    needed = partial(_checkpoint_bytes, model, optimizer)  # sized only when a save fails
     try:
         with _naming_failures(final / WEIGHTS, tmp, needed):
             if hasattr(model, "save_pretrained"):
@@ -105,16 +106,16 @@ def list_checkpoints(directory: str | Path) -> list[Path]:
 
 
 @contextmanager
-def _naming_failures(path: Path, tmp: Path, needed: int) -> Iterator[None]:
+def _naming_failures(path: Path, tmp: Path, needed: Callable[[], int]) -> Iterator[None]:
     """Turn any failure while writing the checkpoint file `path` (OSError, safetensors' own errors) into a
     CheckpointError naming it (its final path), after removing the temporary folder `tmp` it was written in. Out of
-    space, the message says so, with the `needed` bytes of the whole checkpoint and the bytes free."""
+    space, the message says so, with the bytes of the whole checkpoint (`needed()`) and the bytes free."""
     try:
         yield
     except Exception as error:
         shutil.rmtree(tmp, ignore_errors=True)  # first: the free space reported is what a retry would find
         if reason := disk_space.out_of_space(error):
-            reason = disk_space.explain(reason, path.parent.parent, needed)
+            reason = disk_space.explain(reason, path.parent.parent, needed())
         else:
             reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error).splitlines()[0]
         raise CheckpointError(f"cannot write checkpoint file {path}: {reason}; the earlier checkpoints in "
