@@ -3,8 +3,12 @@ workflow run that the end-to-end tests (local and SLURM) compare against; and th
 (`python -m pytest -m "not slow"`): a test not marked slow that starts Snakemake, or runs past FAST_TEST_LIMIT
 seconds, fails, naming the marker it lacks."""
 
+import atexit
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -14,6 +18,26 @@ import yaml
 from wdrank.config import load_schema, resolve_config
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def without_a_slurm_controller() -> str:
+    """PATH as the suite found it, after putting first an `scontrol` that fails at once; returns the original PATH.
+    Every Snakemake start imports the SLURM executor plugin, which asks `scontrol show config`: where the SLURM
+    client is installed but no controller runs (as here once tests/test_slurm.py has installed it), that waits 9 s
+    (10 s at most) for every start. Only tests/test_slurm.py talks to SLURM, with the original PATH and its own
+    controller."""
+    if original := os.environ.get("WDRANK_TEST_PATH_WITH_SLURM"):  # a pytest-xdist worker: its parent put the shim
+        return original
+    original = os.environ["WDRANK_TEST_PATH_WITH_SLURM"] = os.environ["PATH"]
+    shim = Path(tempfile.mkdtemp(prefix="wdrank-no-slurm-"))
+    atexit.register(shutil.rmtree, shim, ignore_errors=True)
+    (shim / "scontrol").write_text("#!/bin/sh\necho 'scontrol: no SLURM controller for this test' >&2\nexit 1\n")
+    (shim / "scontrol").chmod(0o755)
+    os.environ["PATH"] = f"{shim}{os.pathsep}{original}"
+    return original
+
+
+PATH_WITH_SLURM = without_a_slurm_controller()
 
 
 # Fixtures that build something several tests read (a workflow run, a cluster, a set of mutation verdicts): each

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, finished_run, snakemake_command
+from conftest import PATH_WITH_SLURM, REPO, finished_run, snakemake_command
 
 HARNESS = Path(__file__).parent / "slurm"
 # Without slurmdbd there is no sacct: the plugin must poll squeue, and start polling soon (tests/slurm/slurm-up.sh
@@ -43,8 +43,9 @@ LM = {
               "checkpoint_every": 1000},
     "sweep": {"wd_attn": [0.0, 3.0], "wd_mlp": [0.1], "seeds": [0]},
 }
-# The time-limited cell trains for a minute or more: SLURM checks time limits every 30 s and warns up to 30 s early.
-LONG_LM = {**LM, "train": {**LM["train"], "steps": 14000, "eval_every": 2000, "checkpoint_every": 2000}}
+# The time-limited cell trains for a minute or so (30 s at least on a machine twice as fast): its warning signal comes
+# within SLURM's 30 s check of the time limit being cut, which must find it training.
+LONG_LM = {**LM, "train": {**LM["train"], "steps": 8000, "eval_every": 2000, "checkpoint_every": 2000}}
 TOY = {
     "model": {"x_dim": 2, "n_layer": 2, "d_model": 8, "n_head": 2, "d_head": 4},
     "train": {"steps": 15000, "batch_size": 16, "context": 6, "record_points": 5, "eval_size": 64},
@@ -65,6 +66,15 @@ def cannot_host_slurm() -> str | None:
     if importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
         return 'needs the SLURM executor plugin: pip install -e ".[slurm]"'
     return None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def slurm_on_the_path():
+    """The SLURM client the suite keeps from every other test (conftest.without_a_slurm_controller): these tests,
+    the workflows they submit and the jobs (which inherit the submitting environment) talk to the cluster below."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PATH", PATH_WITH_SLURM)
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -231,19 +241,19 @@ def test_preempted_training_comes_back_whether_slurm_cancels_or_requeues_it(slur
 
 def test_a_time_limit_resubmits_and_resumes_and_a_failed_cell_stops_no_other(slurm_cluster, local_long_cell,
                                                                                tmp_path):
-    """One language-model cell, warned 22 s ahead of its time limit: once it trains (past step 100), its limit is cut
-    to one minute (scontrol, as an administrator would). SLURM checks time limits every 30 s and warns up to 30 s
-    early, so the SIGTERM comes within 30 s, while it trains (40 s or more): never before the job has started
-    the command that records it, as a one-minute limit from the start would allow (SIGTERM 8 to 38 s after the job
-    starts, the first 8 to 15 s of which it spends starting Snakemake and Python). It checkpoints and ends; Snakemake
-    resubmits it, with the configured ten minutes, and it resumes, to the weights of the uninterrupted run. The other
-    cell fails for good (its checkpoint folder is a file): the workflow keeps going, finishes every job that does not
-    need it, fails, and names the cell and its log. A short toy run, given 2 CPUs, trains with 2 threads."""
+    """One language-model cell, warned 60 s ahead of its time limit: once it trains (past step 100, some 15 s into
+    its job), its limit is cut to one minute (scontrol, as an administrator would). The warning is then due at once,
+    and SLURM, which checks time limits every 30 s, sends the SIGTERM within 30 s, while it trains, and before the
+    limit itself: never before the job has started the command that records it, as a one-minute limit from the
+    start could. It checkpoints and ends; Snakemake resubmits it, with the configured ten minutes, and it resumes, to
+    the weights of the uninterrupted run. The other cell fails for good (its checkpoint folder is a file): the
+    workflow keeps going, finishes every job that does not need it, fails, and names the cell and its log. A short
+    toy run, given 2 CPUs, trains with 2 threads."""
     failing = tmp_path / f"results/lm/checkpoints/{LM_CELLS[1]}"
     failing.parent.mkdir(parents=True)
     failing.write_text("not a folder")
     short_toy = {**TOY, "train": {**TOY["train"], "steps": 300}}
-    config = {**GRID, "language_model": LONG_LM, "toy_transformer": short_toy, "time_limit_warning": 22,
+    config = {**GRID, "language_model": LONG_LM, "toy_transformer": short_toy, "time_limit_warning": 60,
               "resources": {"default": {"slurm_account": "root"}, "lm_train": {"runtime": 10},
                             "toy_train": {"cpus_per_task": 2}}}
     workflow = start_on_slurm(tmp_path, config)
@@ -271,7 +281,7 @@ def test_a_time_limit_resubmits_and_resumes_and_a_failed_cell_stops_no_other(slu
     assert re.search(r"resuming from .*step_\d+ \(step [1-9]\d*\)", log), "never stopped by the time limit"
     assert len(attempts) == 2 and cut == attempts[:1], (attempts, cut)
     assert "received SIGTERM: checkpointed step" in output and "Error in rule lm_train" in output
-    assert_same_results(tmp_path, local_long_cell(), [("lm", LM_CELLS[0], "step_014000")])
+    assert_same_results(tmp_path, local_long_cell(), [("lm", LM_CELLS[0], "step_008000")])
     assert (tmp_path / f"results/lm/runs/{LM_CELLS[0]}/spectra.parquet").exists()
     # the failed cell: named at the end with its log; the toy's tables and figure were made all the same
     assert f"wdrank: 1 training cell did not finish:\n  lm_train {LM_CELLS[1]}\n    log: logs/lm_train/" in output
