@@ -294,7 +294,7 @@ def light_python(tmp_path_factory):
     subprocess.run([sys.executable, "-m", "venv", str(root / "venv")], check=True)
     python = root / "venv/bin/python"
     installed = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                                str(source)], capture_output=True, text=True, timeout=900)
+                                "--no-compile", str(source)], capture_output=True, text=True, timeout=900)
     assert installed.returncode == 0, installed.stderr[-3000:]
     return python
 
