@@ -54,14 +54,6 @@ def shared_group(item) -> str | None:
     return "tiny_run" if "tiny_run" in used else item.module.__name__
 
 
-def pytest_xdist_auto_num_workers(config) -> int:
-    """`--numprocesses=auto`: a worker per core, and one more for the whole suite, whose SLURM tests hold a worker
-    mostly waiting on the cluster (its jobs queue, start and are polled), while the other workers keep the cores
-    busy."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return cores if "not slow" in (config.getoption("markexpr") or "") else cores + 1
-
-
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items):
     """Group the tests of each shared fixture, and start the longest work first, so that neither worker is left

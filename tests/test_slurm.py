@@ -39,7 +39,7 @@ OFF = {name: {"enabled": False} for name in ("factorized", "vision_transformer",
 LM = {
     "data": {"vocab_size": 300},
     "model": {"n_layer": 2, "n_embd": 16, "n_head": 2, "context": 32},
-    "train": {"steps": 4000, "batch_size": 8, "warmup_steps": 3, "eval_every": 1000, "eval_batches": 1,
+    "train": {"steps": 3000, "batch_size": 8, "warmup_steps": 3, "eval_every": 1000, "eval_batches": 1,
               "checkpoint_every": 1000},
     "sweep": {"wd_attn": [0.0, 3.0], "wd_mlp": [0.1], "seeds": [0]},
 }
@@ -48,7 +48,7 @@ LM = {
 LONG_LM = {**LM, "train": {**LM["train"], "steps": 8000, "eval_every": 2000, "checkpoint_every": 2000}}
 TOY = {
     "model": {"x_dim": 2, "n_layer": 2, "d_model": 8, "n_head": 2, "d_head": 4},
-    "train": {"steps": 15000, "batch_size": 16, "context": 6, "record_points": 5, "eval_size": 64},
+    "train": {"steps": 10000, "batch_size": 16, "context": 6, "record_points": 5, "eval_size": 64},
     "sweep": {"wd_attn": [1.0], "seeds": [0]},
 }
 GRID = {**OFF, "language_model": LM, "toy_transformer": TOY}
@@ -235,8 +235,8 @@ def test_preempted_training_comes_back_whether_slurm_cancels_or_requeues_it(slur
     for table in tables:
         produced, expected = tmp_path / "results/tables" / table, local_grid / "results/tables" / table
         assert produced.read_bytes() == expected.read_bytes(), table
-    assert_same_results(tmp_path, local_grid, [("lm", cell, "step_004000") for cell in LM_CELLS]
-                        + [("toy", TOY_CELL, "step_015000")])
+    assert_same_results(tmp_path, local_grid, [("lm", cell, "step_003000") for cell in LM_CELLS]
+                        + [("toy", TOY_CELL, "step_010000")])
 
 
 def test_a_time_limit_resubmits_and_resumes_and_a_failed_cell_stops_no_other(slurm_cluster, local_long_cell,
