@@ -25,7 +25,7 @@ def test_paper_shape_rehearsal_runs_the_whole_dag(tmp_path):
     started = time.monotonic()
     result = snakemake(tmp_path, "--configfile", str(REHEARSAL), timeout=1800)
     assert result.returncode == 0, result.stderr[-3000:]
-    print(f"rehearsal: {time.monotonic() - started:.0f} s")  # shown with pytest -s; README: rehearsal wall time
+    print(f"rehearsal: {time.monotonic() - started:.0f} s")  # shown with pytest -s; docs/cluster.md: its wall time
 
     # the language model has the paper-scale shape, and was trained in micro-batches
     checkpoint = tmp_path / "results/lm/checkpoints/wd_attn~1.0/wd_mlp~0.1/seed~0/step_000001"

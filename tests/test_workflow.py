@@ -262,12 +262,18 @@ def cached_snakemake(copy, *args, timeout=900, python=sys.executable):
     return subprocess.run(command, capture_output=True, text=True, cwd=copy, timeout=timeout)
 
 
-def copy_of_workflow(destination, *extra):
-    """A copy of the repository's workflow and code (and the `extra` paths) in `destination`; returns it."""
+def copy_of_repository_parts(destination, parts):
+    """A copy of the repository's files and folders `parts` in a new folder `destination`; returns it."""
     destination.mkdir(parents=True)
-    for part in ("Snakefile", "config.yaml", "workflow", "src", "envs", "profiles", *extra):
+    for part in parts:
         (shutil.copytree if (REPO / part).is_dir() else shutil.copy)(REPO / part, destination / part)
     return destination
+
+
+def copy_of_workflow(destination, *extra):
+    """A copy of the repository's workflow and code (and the `extra` paths) in `destination`; returns it."""
+    return copy_of_repository_parts(destination, ("Snakefile", "config.yaml", "workflow", "src", "envs", "profiles",
+                                                  *extra))
 
 
 @pytest.mark.slow
@@ -287,10 +293,7 @@ def light_python(tmp_path_factory):
     """The Python of a new virtual environment holding the light install alone (`pip install` of the package without
     extras, from PyPI or pip's cache): what a reader who only redraws figures or audits a model installs."""
     root = tmp_path_factory.mktemp("light")
-    source = root / "source"
-    source.mkdir()
-    for part in ("pyproject.toml", "README.md", "LICENSE", "src"):
-        (shutil.copytree if (REPO / part).is_dir() else shutil.copy)(REPO / part, source / part)
+    source = copy_of_repository_parts(root / "source", ("pyproject.toml", "README.md", "LICENSE", "src"))
     subprocess.run([sys.executable, "-m", "venv", str(root / "venv")], check=True)
     python = root / "venv/bin/python"
     installed = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
